@@ -1,0 +1,62 @@
+// Shared declarations of the itexlab native module: oneDNN Graph as a mechanism, no policy.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <oneapi/dnnl/dnnl_graph.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace itexlab {
+
+namespace py = pybind11;
+namespace dg = dnnl::graph;
+
+// The CPU engine and stream every partition is compiled for and run on.
+dnnl::engine &cpu_engine();
+dnnl::stream &cpu_stream();
+
+dg::logical_tensor::data_type dtype_from_name(const std::string &name);
+py::dtype numpy_dtype(dg::logical_tensor::data_type dt);
+
+// Logical tensor as Python describes it: (id, dtype name, dims with -1 for unknown, constant?).
+struct TensorSpec {
+    size_t id;
+    std::string dtype;
+    std::vector<int64_t> dims;
+    bool constant;
+    dg::logical_tensor to_logical_tensor() const;
+};
+
+// One partition returned by oneDNN, described as plain data for Python.
+struct PartitionInfo {
+    size_t index;
+    bool supported;
+    std::vector<size_t> op_ids;
+    std::vector<size_t> input_ids;
+    std::vector<size_t> output_ids;
+};
+
+// A oneDNN Graph built op by op from Python, then split into partitions by oneDNN.
+class OneDnnGraph {
+public:
+    OneDnnGraph();
+    void add_op(size_t id, const std::string &kind, const std::vector<TensorSpec> &inputs,
+                const std::vector<TensorSpec> &outputs, const py::dict &attrs, const std::string &name);
+    std::vector<PartitionInfo> partition(const std::string &policy);
+    const dg::partition &partition_at(size_t index) const;
+    // Specs of every tensor the graph has seen, by id: constants keep their property here.
+    const TensorSpec &tensor(size_t id) const;
+
+private:
+    dg::graph graph_;
+    std::vector<dg::partition> partitions_;
+    std::vector<TensorSpec> tensors_;  // indexed by position; looked up by id
+    bool partitioned_ = false;
+};
+
+}  // namespace itexlab

@@ -1,0 +1,50 @@
+// Python bindings only: the mechanism lives in onednn_graph.cpp and program.cpp.
+#include "program.hpp"
+
+namespace py = pybind11;
+using namespace itexlab;
+
+PYBIND11_MODULE(_native, m) {
+    m.doc() = "oneDNN Graph partitioning and the native executor of itexlab";
+
+    py::class_<TensorSpec>(m, "TensorSpec")
+        .def(py::init<size_t, std::string, std::vector<int64_t>, bool>(), py::arg("id"),
+             py::arg("dtype"), py::arg("dims"), py::arg("constant") = false)
+        .def_readonly("id", &TensorSpec::id)
+        .def_readonly("dtype", &TensorSpec::dtype)
+        .def_readonly("dims", &TensorSpec::dims)
+        .def_readonly("constant", &TensorSpec::constant);
+
+    py::class_<PartitionInfo>(m, "PartitionInfo")
+        .def_readonly("index", &PartitionInfo::index)
+        .def_readonly("supported", &PartitionInfo::supported)
+        .def_readonly("op_ids", &PartitionInfo::op_ids)
+        .def_readonly("input_ids", &PartitionInfo::input_ids)
+        .def_readonly("output_ids", &PartitionInfo::output_ids);
+
+    py::class_<OneDnnGraph, std::shared_ptr<OneDnnGraph>>(m, "OneDnnGraph")
+        .def(py::init<>())
+        .def("add_op", &OneDnnGraph::add_op, py::arg("id"), py::arg("kind"), py::arg("inputs"),
+             py::arg("outputs"), py::arg("attrs"), py::arg("name"))
+        .def("partition", &OneDnnGraph::partition, py::arg("policy") = "fusion");
+
+    py::class_<StepSpec>(m, "StepSpec")
+        .def(py::init<size_t, py::object, std::vector<size_t>, std::vector<size_t>>(),
+             py::arg("partition"), py::arg("callback"), py::arg("inputs"), py::arg("outputs"));
+
+    py::class_<Program>(m, "Program")
+        .def(py::init<std::shared_ptr<OneDnnGraph>, std::vector<StepSpec>, std::vector<size_t>,
+                      std::vector<size_t>, const py::dict &, const std::vector<size_t> &>(),
+             py::arg("graph"), py::arg("steps"), py::arg("input_ids"), py::arg("output_ids"),
+             py::arg("constants"), py::arg("opaque_ids"))
+        .def("run", &Program::run, py::arg("inputs"))
+        .def_property_readonly("compiled_count", &Program::compiled_count)
+        .def("set_profiling", &Program::set_profiling)
+        .def("profile", &Program::profile)
+        .def("reset_profile", &Program::reset_profile);
+
+    m.def("onednn_version", [] {
+        const dnnl_version_t *v = dnnl_version();
+        return py::make_tuple(v->major, v->minor, v->patch);
+    });
+}

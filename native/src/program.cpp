@@ -1,0 +1,210 @@
+#include "program.hpp"
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace itexlab {
+
+using lt = dg::logical_tensor;
+
+Program::Buffer::~Buffer() { std::free(ptr); }
+
+namespace {
+
+void *aligned_buffer(size_t bytes) {
+    size_t rounded = ((bytes + 63) / 64) * 64;
+    void *p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
+lt strided(size_t id, lt::data_type dt, const std::vector<int64_t> &dims, bool constant = false) {
+    return lt(id, dt, dims, lt::layout_type::strided,
+              constant ? lt::property_type::constant : lt::property_type::variable);
+}
+
+std::vector<int64_t> array_dims(const py::array &a) {
+    return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// A numpy view of memory owned elsewhere; valid only while the owner lives (one callback).
+py::array numpy_view(const lt &desc, void *ptr) {
+    static py::capsule no_owner(static_cast<void *>(nullptr), [](void *) {});
+    return py::array(numpy_dtype(desc.get_data_type()), desc.get_dims(), {}, ptr, no_owner);
+}
+
+}  // namespace
+
+Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps,
+                 std::vector<size_t> input_ids, std::vector<size_t> output_ids,
+                 const py::dict &constants, const std::vector<size_t> &opaque_ids)
+    : graph_(std::move(graph)) {
+    for (auto id : input_ids) input_slots_.push_back(slot_of(id));
+    for (auto &spec : steps) {
+        Step step;
+        if (spec.callback.is_none()) step.partition = &graph_->partition_at(spec.partition);
+        else step.callback = spec.callback;
+        for (auto id : spec.inputs) step.inputs.push_back(slot_of(id));
+        for (auto id : spec.outputs) step.outputs.push_back(slot_of(id));
+        steps_.push_back(std::move(step));
+    }
+    for (auto id : output_ids) {
+        output_slots_.push_back(slot_of(id));
+        slots_[output_slots_.back()].is_output = true;
+    }
+    for (auto id : opaque_ids) slots_[slot_of(id)].opaque_ok = true;
+    for (auto item : constants) {
+        auto &slot = slots_[slot_of(item.first.cast<size_t>())];
+        auto array = py::array::ensure(item.second, py::array::c_style);
+        if (!array) throw std::invalid_argument("constant is not a numpy array");
+        if (!array.dtype().is(numpy_dtype(slot.dtype)))
+            throw std::invalid_argument("constant " + std::to_string(slot.id) + " has the wrong dtype");
+        slot.is_constant = true;
+        slot.keep = array;
+        slot.ptr = array.mutable_data();
+        slot.desc = strided(slot.id, slot.dtype, array_dims(array), true);
+    }
+}
+
+size_t Program::slot_of(size_t id) {
+    auto it = slot_index_.find(id);
+    if (it != slot_index_.end()) return it->second;
+    Slot slot;
+    slot.id = id;
+    slot.dtype = dtype_from_name(graph_->tensor(id).dtype);
+    slots_.push_back(std::move(slot));
+    slot_index_[id] = slots_.size() - 1;
+    return slots_.size() - 1;
+}
+
+Program::Compiled &Program::compiled_for(Step &step) {
+    for (auto &c : step.compiled) {
+        bool same = true;
+        for (size_t i = 0; i < step.inputs.size() && same; ++i)
+            same = c->inputs[i].is_equal(slots_[step.inputs[i]].desc);
+        if (same) return *c;
+    }
+    auto c = std::make_unique<Compiled>();
+    for (auto s : step.inputs) c->inputs.push_back(slots_[s].desc);
+    std::vector<lt> outputs;
+    for (auto s : step.outputs) {
+        const auto &slot = slots_[s];
+        auto layout = slot.opaque_ok ? lt::layout_type::any : lt::layout_type::strided;
+        outputs.emplace_back(slot.id, slot.dtype, DNNL_GRAPH_UNKNOWN_NDIMS, layout);
+    }
+    c->partition = step.partition->compile(c->inputs, outputs, cpu_engine());
+    for (auto s : step.outputs) {
+        c->outputs.push_back(c->partition.query_logical_tensor(slots_[s].id));
+        std::unique_ptr<Buffer> buffer;
+        if (!slots_[s].is_output) {
+            buffer = std::make_unique<Buffer>();
+            buffer->ptr = aligned_buffer(c->outputs.back().get_mem_size());
+        }
+        c->buffers.push_back(std::move(buffer));
+    }
+    step.compilations++;
+    step.compiled.push_back(std::move(c));
+    return *step.compiled.back();
+}
+
+void Program::run_partition(Step &step) {
+    Compiled &c = compiled_for(step);
+    std::vector<dg::tensor> ins, outs;
+    for (size_t i = 0; i < step.inputs.size(); ++i)
+        ins.emplace_back(c.inputs[i], cpu_engine(), slots_[step.inputs[i]].ptr);
+    for (size_t i = 0; i < step.outputs.size(); ++i) {
+        auto &slot = slots_[step.outputs[i]];
+        slot.desc = c.outputs[i];
+        if (c.buffers[i]) {
+            slot.ptr = c.buffers[i]->ptr;
+        } else {
+            py::array fresh(numpy_dtype(slot.dtype), slot.desc.get_dims());
+            slot.ptr = fresh.mutable_data();
+            slot.keep = fresh;
+        }
+        outs.emplace_back(slot.desc, cpu_engine(), slot.ptr);
+    }
+    py::gil_scoped_release release;
+    c.partition.execute(cpu_stream(), ins, outs);
+}
+
+void Program::run_callback(Step &step) {
+    cpu_stream().wait();  // the framework reads what the partitions wrote
+    py::list args;
+    for (auto s : step.inputs) args.append(numpy_view(slots_[s].desc, slots_[s].ptr));
+    py::sequence results = step.callback(*args);
+    if (results.size() != step.outputs.size())
+        throw std::runtime_error("fallback subgraph returned " + std::to_string(results.size()) +
+                                 " tensors, expected " + std::to_string(step.outputs.size()));
+    for (size_t i = 0; i < step.outputs.size(); ++i) {
+        auto &slot = slots_[step.outputs[i]];
+        auto array = py::array::ensure(results[i], py::array::c_style);
+        if (!array || !array.dtype().is(numpy_dtype(slot.dtype)))
+            throw std::runtime_error("fallback subgraph output " + std::to_string(i) +
+                                     " has the wrong dtype");
+        slot.keep = array;
+        slot.ptr = array.mutable_data();
+        slot.desc = strided(slot.id, slot.dtype, array_dims(array));
+    }
+}
+
+py::list Program::run(const py::sequence &inputs) {
+    std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+    {
+        py::gil_scoped_release release;
+        lock.lock();
+    }
+    if (inputs.size() != input_slots_.size())
+        throw std::invalid_argument("expected " + std::to_string(input_slots_.size()) + " inputs, got " +
+                                    std::to_string(inputs.size()));
+    for (size_t i = 0; i < input_slots_.size(); ++i) {
+        auto &slot = slots_[input_slots_[i]];
+        auto array = py::array::ensure(inputs[i], py::array::c_style);
+        if (!array || !array.dtype().is(numpy_dtype(slot.dtype)))
+            throw std::invalid_argument("input " + std::to_string(i) + " has the wrong dtype");
+        slot.keep = array;
+        slot.ptr = array.mutable_data();
+        slot.desc = strided(slot.id, slot.dtype, array_dims(array));
+    }
+    for (auto &step : steps_) {
+        auto start = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        if (step.partition) run_partition(step);
+        else run_callback(step);
+        if (profiling_) {
+            cpu_stream().wait();
+            step.time += std::chrono::steady_clock::now() - start;
+        }
+        step.calls++;
+    }
+    cpu_stream().wait();
+    py::list outputs;
+    for (auto s : output_slots_) outputs.append(slots_[s].keep);
+    for (auto &slot : slots_)
+        if (!slot.is_constant) {
+            slot.keep = py::object();
+            slot.ptr = nullptr;
+        }
+    return outputs;
+}
+
+size_t Program::compiled_count() const {
+    size_t n = 0;
+    for (const auto &step : steps_) n += step.compiled.size();
+    return n;
+}
+
+std::vector<std::tuple<size_t, double, size_t>> Program::profile() const {
+    std::vector<std::tuple<size_t, double, size_t>> rows;
+    for (const auto &step : steps_)
+        rows.emplace_back(step.calls, std::chrono::duration<double>(step.time).count(), step.compilations);
+    return rows;
+}
+
+void Program::reset_profile() {
+    for (auto &step : steps_) {
+        step.calls = 0;
+        step.time = std::chrono::nanoseconds{0};
+    }
+}
+
+}  // namespace itexlab

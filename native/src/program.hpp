@@ -1,0 +1,83 @@
+// A compiled plan: oneDNN partitions and framework callbacks run in order in one native call.
+#pragma once
+
+#include "common.hpp"
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+namespace itexlab {
+
+// One step of a plan as Python describes it: a oneDNN partition, or a Python callable that runs
+// the framework's own kernels. Inputs and outputs are tensor ids.
+struct StepSpec {
+    size_t partition;      // index into the graph's partitions; ignored for callbacks
+    py::object callback;   // None for partitions
+    std::vector<size_t> inputs;
+    std::vector<size_t> outputs;
+};
+
+class Program {
+public:
+    // constants: tensor id -> numpy array (weights, biases) kept for the program's life.
+    // opaque_ids: tensors read only by other partitions, which may stay in oneDNN's own layout.
+    Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps,
+            std::vector<size_t> input_ids, std::vector<size_t> output_ids, const py::dict &constants,
+            const std::vector<size_t> &opaque_ids);
+
+    py::list run(const py::sequence &inputs);
+
+    size_t compiled_count() const;
+    void set_profiling(bool on) { profiling_ = on; }
+    // Per step: (calls, seconds in the step, compilations).
+    std::vector<std::tuple<size_t, double, size_t>> profile() const;
+    void reset_profile();
+
+private:
+    struct Buffer {
+        void *ptr = nullptr;
+        ~Buffer();
+    };
+    struct Compiled {
+        std::vector<dg::logical_tensor> inputs;   // as compiled: the cache key
+        std::vector<dg::logical_tensor> outputs;  // as queried after compilation
+        dg::compiled_partition partition;
+        std::vector<std::unique_ptr<Buffer>> buffers;  // null for outputs the caller receives
+    };
+    struct Slot {
+        size_t id;
+        dg::logical_tensor::data_type dtype;
+        bool opaque_ok = false;
+        bool is_output = false;
+        bool is_constant = false;
+        dg::logical_tensor desc;  // current shape and layout
+        void *ptr = nullptr;
+        py::object keep;          // numpy array owning ptr, when Python owns the memory
+    };
+    struct Step {
+        const dg::partition *partition = nullptr;
+        py::object callback;
+        std::vector<size_t> inputs;   // slot indices
+        std::vector<size_t> outputs;  // slot indices
+        std::vector<std::unique_ptr<Compiled>> compiled;
+        size_t calls = 0, compilations = 0;
+        std::chrono::nanoseconds time{0};
+    };
+
+    size_t slot_of(size_t id);
+    Compiled &compiled_for(Step &step);
+    void run_partition(Step &step);
+    void run_callback(Step &step);
+
+    std::shared_ptr<OneDnnGraph> graph_;
+    std::vector<Slot> slots_;
+    std::unordered_map<size_t, size_t> slot_index_;
+    std::vector<Step> steps_;
+    std::vector<size_t> input_slots_, output_slots_;
+    bool profiling_ = false;
+    std::mutex mutex_;
+};
+
+}  // namespace itexlab
