@@ -21,7 +21,8 @@ dnnl::engine &cpu_engine();
 dnnl::stream &cpu_stream();
 
 dg::logical_tensor::data_type dtype_from_name(const std::string &name);
-py::dtype numpy_dtype(dg::logical_tensor::data_type dt);
+// oneDNN's type for a numpy dtype; undef for types oneDNN has not (only the framework touches those).
+dg::logical_tensor::data_type dtype_from_numpy(const py::dtype &dt);
 
 // Logical tensor as Python describes it: (id, dtype name, dims with -1 for unknown, constant?).
 struct TensorSpec {
@@ -49,13 +50,10 @@ public:
                 const std::vector<TensorSpec> &outputs, const py::dict &attrs, const std::string &name);
     std::vector<PartitionInfo> partition(const std::string &policy);
     const dg::partition &partition_at(size_t index) const;
-    // Specs of every tensor the graph has seen, by id: constants keep their property here.
-    const TensorSpec &tensor(size_t id) const;
 
 private:
     dg::graph graph_;
     std::vector<dg::partition> partitions_;
-    std::vector<TensorSpec> tensors_;  // indexed by position; looked up by id
     bool partitioned_ = false;
 };
 

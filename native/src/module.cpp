@@ -29,14 +29,16 @@ PYBIND11_MODULE(_native, m) {
         .def("partition", &OneDnnGraph::partition, py::arg("policy") = "fusion");
 
     py::class_<StepSpec>(m, "StepSpec")
-        .def(py::init<size_t, py::object, std::vector<size_t>, std::vector<size_t>>(),
-             py::arg("partition"), py::arg("callback"), py::arg("inputs"), py::arg("outputs"));
+        .def(py::init<size_t, py::object, std::vector<size_t>, std::vector<size_t>, std::string>(),
+             py::arg("partition"), py::arg("callback"), py::arg("inputs"), py::arg("outputs"),
+             py::arg("name"));
 
     py::class_<Program>(m, "Program")
         .def(py::init<std::shared_ptr<OneDnnGraph>, std::vector<StepSpec>, std::vector<size_t>,
-                      std::vector<size_t>, const py::dict &, const std::vector<size_t> &>(),
+                      std::vector<size_t>, const py::dict &, const py::dict &,
+                      const std::vector<size_t> &>(),
              py::arg("graph"), py::arg("steps"), py::arg("input_ids"), py::arg("output_ids"),
-             py::arg("constants"), py::arg("opaque_ids"))
+             py::arg("dtypes"), py::arg("constants"), py::arg("opaque_ids"))
         .def("run", &Program::run, py::arg("inputs"))
         .def_property_readonly("compiled_count", &Program::compiled_count)
         .def("set_profiling", &Program::set_profiling)

@@ -28,15 +28,13 @@ lt::data_type dtype_from_name(const std::string &name) {
     return it->second;
 }
 
-py::dtype numpy_dtype(lt::data_type dt) {
-    switch (dt) {
-        case lt::data_type::f32: return py::dtype::of<float>();
-        case lt::data_type::s8: return py::dtype::of<int8_t>();
-        case lt::data_type::u8: return py::dtype::of<uint8_t>();
-        case lt::data_type::s32: return py::dtype::of<int32_t>();
-        case lt::data_type::boolean: return py::dtype::of<bool>();
-        default: throw std::invalid_argument("data type has no numpy equivalent here");
-    }
+lt::data_type dtype_from_numpy(const py::dtype &dt) {
+    if (dt.is(py::dtype::of<float>())) return lt::data_type::f32;
+    if (dt.is(py::dtype::of<int8_t>())) return lt::data_type::s8;
+    if (dt.is(py::dtype::of<uint8_t>())) return lt::data_type::u8;
+    if (dt.is(py::dtype::of<int32_t>())) return lt::data_type::s32;
+    if (dt.is(py::dtype::of<bool>())) return lt::data_type::boolean;
+    return lt::data_type::undef;
 }
 
 lt TensorSpec::to_logical_tensor() const {
@@ -126,8 +124,6 @@ void OneDnnGraph::add_op(size_t id, const std::string &kind, const std::vector<T
     for (const auto &spec : outputs) op.add_output(spec.to_logical_tensor());
     for (auto item : attrs) set_attr(op, item.first.cast<std::string>(), item.second);
     graph_.add_op(op);
-    for (const auto *group : {&inputs, &outputs})
-        for (const auto &spec : *group) tensors_.push_back(spec);
 }
 
 std::vector<PartitionInfo> OneDnnGraph::partition(const std::string &policy) {
@@ -153,12 +149,6 @@ std::vector<PartitionInfo> OneDnnGraph::partition(const std::string &policy) {
 const dg::partition &OneDnnGraph::partition_at(size_t index) const {
     if (index >= partitions_.size()) throw std::out_of_range("no partition with that index");
     return partitions_[index];
-}
-
-const TensorSpec &OneDnnGraph::tensor(size_t id) const {
-    for (const auto &spec : tensors_)
-        if (spec.id == id) return spec;
-    throw std::out_of_range("no tensor with id " + std::to_string(id) + " in the graph");
 }
 
 }  // namespace itexlab

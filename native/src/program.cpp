@@ -27,23 +27,26 @@ std::vector<int64_t> array_dims(const py::array &a) {
     return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
+bool same_dtype(const py::dtype &a, const py::dtype &b) { return a.num() == b.num(); }
+
 // A numpy view of memory owned elsewhere; valid only while the owner lives (one callback).
-py::array numpy_view(const lt &desc, void *ptr) {
+py::array numpy_view(const py::dtype &dtype, const lt &desc, void *ptr) {
     static py::capsule no_owner(static_cast<void *>(nullptr), [](void *) {});
-    return py::array(numpy_dtype(desc.get_data_type()), desc.get_dims(), {}, ptr, no_owner);
+    return py::array(dtype, desc.get_dims(), {}, ptr, no_owner);
 }
 
 }  // namespace
 
 Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps,
-                 std::vector<size_t> input_ids, std::vector<size_t> output_ids,
+                 std::vector<size_t> input_ids, std::vector<size_t> output_ids, const py::dict &dtypes,
                  const py::dict &constants, const std::vector<size_t> &opaque_ids)
-    : graph_(std::move(graph)) {
+    : dtypes_(dtypes), graph_(std::move(graph)) {
     for (auto id : input_ids) input_slots_.push_back(slot_of(id));
     for (auto &spec : steps) {
         Step step;
         if (spec.callback.is_none()) step.partition = &graph_->partition_at(spec.partition);
         else step.callback = spec.callback;
+        step.name = spec.name;
         for (auto id : spec.inputs) step.inputs.push_back(slot_of(id));
         for (auto id : spec.outputs) step.outputs.push_back(slot_of(id));
         steps_.push_back(std::move(step));
@@ -57,7 +60,7 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
         auto &slot = slots_[slot_of(item.first.cast<size_t>())];
         auto array = py::array::ensure(item.second, py::array::c_style);
         if (!array) throw std::invalid_argument("constant is not a numpy array");
-        if (!array.dtype().is(numpy_dtype(slot.dtype)))
+        if (!same_dtype(array.dtype(), slot.np_dtype))
             throw std::invalid_argument("constant " + std::to_string(slot.id) + " has the wrong dtype");
         slot.is_constant = true;
         slot.keep = array;
@@ -69,9 +72,12 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
 size_t Program::slot_of(size_t id) {
     auto it = slot_index_.find(id);
     if (it != slot_index_.end()) return it->second;
+    if (!dtypes_.contains(py::int_(id)))
+        throw std::invalid_argument("tensor " + std::to_string(id) + " has no dtype");
     Slot slot;
     slot.id = id;
-    slot.dtype = dtype_from_name(graph_->tensor(id).dtype);
+    slot.np_dtype = py::dtype::from_args(dtypes_[py::int_(id)]);
+    slot.dtype = dtype_from_numpy(slot.np_dtype);
     slots_.push_back(std::move(slot));
     slot_index_[id] = slots_.size() - 1;
     return slots_.size() - 1;
@@ -92,7 +98,18 @@ Program::Compiled &Program::compiled_for(Step &step) {
         auto layout = slot.opaque_ok ? lt::layout_type::any : lt::layout_type::strided;
         outputs.emplace_back(slot.id, slot.dtype, DNNL_GRAPH_UNKNOWN_NDIMS, layout);
     }
-    c->partition = step.partition->compile(c->inputs, outputs, cpu_engine());
+    try {
+        c->partition = step.partition->compile(c->inputs, outputs, cpu_engine());
+    } catch (const dnnl::error &e) {
+        std::string shapes;
+        for (const auto &in : c->inputs) {
+            shapes += shapes.empty() ? "" : ", ";
+            for (auto d : in.get_dims()) shapes += std::to_string(d) + "x";
+            shapes.pop_back();
+        }
+        throw std::runtime_error("oneDNN could not compile partition '" + step.name + "' for inputs (" +
+                                 shapes + "): " + e.what());
+    }
     for (auto s : step.outputs) {
         c->outputs.push_back(c->partition.query_logical_tensor(slots_[s].id));
         std::unique_ptr<Buffer> buffer;
@@ -118,7 +135,7 @@ void Program::run_partition(Step &step) {
         if (c.buffers[i]) {
             slot.ptr = c.buffers[i]->ptr;
         } else {
-            py::array fresh(numpy_dtype(slot.dtype), slot.desc.get_dims());
+            py::array fresh(slot.np_dtype, slot.desc.get_dims());
             slot.ptr = fresh.mutable_data();
             slot.keep = fresh;
         }
@@ -131,7 +148,7 @@ void Program::run_partition(Step &step) {
 void Program::run_callback(Step &step) {
     cpu_stream().wait();  // the framework reads what the partitions wrote
     py::list args;
-    for (auto s : step.inputs) args.append(numpy_view(slots_[s].desc, slots_[s].ptr));
+    for (auto s : step.inputs) args.append(numpy_view(slots_[s].np_dtype, slots_[s].desc, slots_[s].ptr));
     py::sequence results = step.callback(*args);
     if (results.size() != step.outputs.size())
         throw std::runtime_error("fallback subgraph returned " + std::to_string(results.size()) +
@@ -139,7 +156,7 @@ void Program::run_callback(Step &step) {
     for (size_t i = 0; i < step.outputs.size(); ++i) {
         auto &slot = slots_[step.outputs[i]];
         auto array = py::array::ensure(results[i], py::array::c_style);
-        if (!array || !array.dtype().is(numpy_dtype(slot.dtype)))
+        if (!array || !same_dtype(array.dtype(), slot.np_dtype))
             throw std::runtime_error("fallback subgraph output " + std::to_string(i) +
                                      " has the wrong dtype");
         slot.keep = array;
@@ -160,7 +177,7 @@ py::list Program::run(const py::sequence &inputs) {
     for (size_t i = 0; i < input_slots_.size(); ++i) {
         auto &slot = slots_[input_slots_[i]];
         auto array = py::array::ensure(inputs[i], py::array::c_style);
-        if (!array || !array.dtype().is(numpy_dtype(slot.dtype)))
+        if (!array || !same_dtype(array.dtype(), slot.np_dtype))
             throw std::invalid_argument("input " + std::to_string(i) + " has the wrong dtype");
         slot.keep = array;
         slot.ptr = array.mutable_data();

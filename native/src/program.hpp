@@ -17,14 +17,17 @@ struct StepSpec {
     py::object callback;   // None for partitions
     std::vector<size_t> inputs;
     std::vector<size_t> outputs;
+    std::string name;      // for error messages
 };
 
 class Program {
 public:
+    // dtypes: tensor id -> numpy dtype of every tensor the program passes around.
     // constants: tensor id -> numpy array (weights, biases) kept for the program's life.
     // opaque_ids: tensors read only by other partitions, which may stay in oneDNN's own layout.
     Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps,
-            std::vector<size_t> input_ids, std::vector<size_t> output_ids, const py::dict &constants,
+            std::vector<size_t> input_ids, std::vector<size_t> output_ids, const py::dict &dtypes,
+            const py::dict &constants,
             const std::vector<size_t> &opaque_ids);
 
     py::list run(const py::sequence &inputs);
@@ -48,6 +51,7 @@ private:
     };
     struct Slot {
         size_t id;
+        py::dtype np_dtype;
         dg::logical_tensor::data_type dtype;
         bool opaque_ok = false;
         bool is_output = false;
@@ -59,6 +63,7 @@ private:
     struct Step {
         const dg::partition *partition = nullptr;
         py::object callback;
+        std::string name;
         std::vector<size_t> inputs;   // slot indices
         std::vector<size_t> outputs;  // slot indices
         std::vector<std::unique_ptr<Compiled>> compiled;
@@ -67,6 +72,7 @@ private:
     };
 
     size_t slot_of(size_t id);
+    py::dict dtypes_;
     Compiled &compiled_for(Step &step);
     void run_partition(Step &step);
     void run_callback(Step &step);

@@ -1,0 +1,275 @@
+"""The executor: a plan compiled into one native program.
+
+oneDNN partitions and TF fallback subgraphs run in one ordered list of steps inside the native
+module; Python is entered only for the fallback subgraphs (whole TF functions, never op by op).
+Compiled partitions are cached by input shapes inside the native program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from . import onednn, tfgraph
+from .graph import DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref, split_ref
+from .partition import Plan
+
+# TF dtype -> numpy dtype for tensors the native side holds (quantized types as plain integers).
+NUMPY_DTYPES = {"float32": "float32", "qint8": "int8", "quint8": "uint8", "int32": "int32", "int64": "int64",
+                "bool": "bool", "int8": "int8", "uint8": "uint8", "float64": "float64"}
+_QUANTIZED = {"qint8": "int8", "quint8": "uint8"}
+
+
+class InputError(ValueError):
+    """Run-time input that does not fit the model."""
+
+
+@dataclasses.dataclass
+class Step:
+    partition: int                      # oneDNN partition index, for partition steps
+    callback: Callable | None           # TF subgraph, for fallback steps
+    inputs: list[str]
+    outputs: list[str]
+    label: str                          # partition name or a description of the TF segment
+
+
+class CompiledModel:
+    """A plan ready to run: call it with a batch (numpy) to get the model's outputs."""
+
+    def __init__(self, plan: Plan, keep_onednn_layouts: bool = True):
+        self.plan = plan
+        graph = plan.source
+        self.input_infos = [graph.tensor(r) for r in graph.inputs]
+        if not plan.partitions:  # partitioning is off: the whole QDQ graph runs on stock TF
+            self._tf = tfgraph.GraphFunction(graph, graph.inputs, graph.outputs)
+            self._program, self.steps = None, []
+            return
+        self._tf = None
+        alias = _identity_aliases(graph, plan)
+        self.steps = _schedule(plan, alias)
+        ids = dict(plan.onednn_graph.tensor_ids)
+        for step in self.steps:
+            for r in step.inputs + step.outputs:
+                ids.setdefault(r, len(ids) + 1)
+        outputs = [_resolve(alias, r) for r in graph.outputs]
+        for r in graph.inputs + outputs:
+            ids.setdefault(r, len(ids) + 1)
+        infos = {r: plan.translation.tensors.get(r) or graph.tensor(r) for r in ids}
+        dtypes = {ids[r]: NUMPY_DTYPES[info.dtype] for r, info in infos.items()}
+        used = {r for s in self.steps if s.callback is None for r in s.inputs}
+        constants = {ids[r]: v for r, v in plan.translation.constants.items() if r in used}
+        opaque = [ids[r] for r in _layout_free_tensors(plan, self.steps, outputs)] if keep_onednn_layouts else []
+        self._program = onednn.program(
+            plan.onednn_graph,
+            [dataclasses.replace(s, inputs=[ids[r] for r in s.inputs], outputs=[ids[r] for r in s.outputs])
+             for s in self.steps],
+            [ids[r] for r in graph.inputs], [ids[r] for r in outputs], dtypes, constants, opaque)
+
+    # ---------------------------------------------------------------------------------- running
+
+    def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        arrays = [self._check(i, x) for i, x in enumerate(inputs)]
+        if len(arrays) != len(self.input_infos):
+            raise InputError(f"the model takes {len(self.input_infos)} input(s), got {len(arrays)}")
+        if self._program is None:
+            return self._tf(*arrays)
+        return list(self._program.run(arrays))
+
+    def _check(self, index: int, x) -> np.ndarray:
+        info = self.input_infos[index] if index < len(self.input_infos) else None
+        if info is None:
+            raise InputError(f"the model takes {len(self.input_infos)} input(s)")
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InputError(f"input {index} has dtype {x.dtype}; the model takes {info.dtype}")
+        if info.shape is not None:
+            if x.ndim != len(info.shape) or any(w is not None and g != w for g, w in zip(x.shape, info.shape)):
+                raise InputError(f"input {index} has shape {x.shape}; the model takes {info.describe()}")
+        if x.size == 0:
+            raise InputError(f"input {index} is empty (shape {x.shape})")
+        return np.ascontiguousarray(x, dtype=NUMPY_DTYPES[info.dtype])
+
+    @property
+    def compiled_partitions(self) -> int:
+        """How many (partition, input shape) pairs have been compiled so far."""
+        return 0 if self._program is None else self._program.compiled_count
+
+    def profile(self, batch: np.ndarray, repeats: int = 10) -> list[tuple[str, float]]:
+        """Median seconds per step over `repeats` runs: where the time goes."""
+        if self._program is None:
+            return []
+        self(batch)
+        self._program.reset_profile()
+        self._program.set_profiling(True)
+        try:
+            for _ in range(repeats):
+                self(batch)
+        finally:
+            self._program.set_profiling(False)
+        return [(s.label, seconds / max(calls, 1))
+                for s, (calls, seconds, _) in zip(self.steps, self._program.profile())]
+
+
+# ------------------------------------------------------------------------------ scheduling
+
+_LAYOUT_AWARE = {"Convolution", "MatMul"}
+
+
+def _layout_free_tensors(plan: Plan, steps: list[Step], outputs: list[str]) -> set[str]:
+    """Tensors that may stay in oneDNN's own (blocked) layout: produced by a convolution/matmul
+    partition and read only by such partitions. Pooling and concat in oneDNN 3.2 fall back to
+    reference kernels on some blocked layouts (measured: 30x slower), so they get plain NHWC."""
+    kinds = {p.name: set(p.onednn_ops) for p in plan.partitions}
+    aware = {s.label for s in steps if s.callback is None and kinds[s.label] & _LAYOUT_AWARE}
+    candidates = {r for s in steps if s.label in aware for r in s.outputs} - set(outputs)
+    for s in steps:
+        if s.label not in aware:
+            candidates -= set(s.inputs)
+    return candidates
+
+
+def _identity_aliases(graph: Graph, plan: Plan) -> dict[str, str]:
+    """Identity nodes left to TF are aliases: no kernel needs to run for them."""
+    fallback = {f.name for f in plan.fallback}
+    return {n.name: normalize(n.inputs[0]) for n in graph.nodes if n.op == "Identity" and n.name in fallback}
+
+
+def _resolve(alias: dict[str, str], reference: str) -> str:
+    reference = normalize(reference)
+    while reference in alias:
+        reference = alias[reference]
+    return reference
+
+
+def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
+    """Order partitions and fallback nodes; consecutive fallback nodes become one TF subgraph."""
+    graph = plan.source
+    fallback_nodes = [graph.node(f.name) for f in plan.fallback if f.name not in alias]
+    units: list[tuple[str, object]] = [("partition", p) for p in plan.partitions]
+    units += [("node", n) for n in fallback_nodes]
+    producer: dict[str, int] = {}
+    for u, (kind, item) in enumerate(units):
+        refs = [t.name for t in item.outputs] if kind == "partition" else \
+            [ref(item.name, i) for i in range(len(item.outputs))]
+        for r in refs:
+            producer[r] = u
+
+    def unit_inputs(u: int) -> list[str]:
+        kind, item = units[u]
+        refs = [t.name for t in item.inputs if not t.constant] if kind == "partition" else item.inputs
+        return [_resolve(alias, r) for r in refs]
+
+    deps = {u: {producer[r] for r in unit_inputs(u) if r in producer} for u in range(len(units))}
+    done: set[int] = set()
+    steps: list[Step] = []
+    while len(done) < len(units):
+        ready = [u for u in range(len(units)) if u not in done and deps[u] <= done]
+        partitions = [u for u in ready if units[u][0] == "partition"]
+        if partitions:
+            for u in partitions:
+                p = units[u][1]
+                inputs = [_resolve(alias, t.name) for t in p.inputs]  # all of them, in oneDNN's port order
+                steps.append(Step(p.onednn_index, None, inputs, [t.name for t in p.outputs], p.name))
+                done.add(u)
+            continue
+        # No partition can run: take every fallback node runnable from here as one TF subgraph.
+        segment: list[int] = []
+        while ready:
+            segment += ready
+            done |= set(ready)
+            ready = [u for u in range(len(units)) if u not in done and units[u][0] == "node"
+                     and deps[u] <= done]
+        if not segment:
+            raise RuntimeError("the plan has a dependency cycle between partitions and TF nodes")
+        steps.append(_tf_step(plan, [units[u][1] for u in segment], alias, unit_inputs, segment))
+    return _drop_unread_outputs(steps, graph, alias)
+
+
+def _tf_step(plan: Plan, nodes: list[Node], alias, unit_inputs, segment) -> Step:
+    names = {n.name for n in nodes}
+    external = []
+    for u in segment:
+        for r in unit_inputs(u):
+            name = split_ref(r)[0]
+            if name not in names and not plan.source.is_constant(r) and r not in external:
+                external.append(r)
+    outputs = [ref(n.name, i) for n in nodes for i in range(len(n.outputs))]
+    function = _segment_function(plan.source, nodes, external, outputs, alias)
+    label = f"TF: {', '.join(sorted({n.op for n in nodes}))} ({len(nodes)} ops)"
+    return Step(0, function, external, outputs, label)
+
+
+def _drop_unread_outputs(steps: list[Step], graph: Graph, alias) -> list[Step]:
+    """A TF segment hands back only what a later step or the caller reads."""
+    wanted = {_resolve(alias, r) for r in graph.outputs}
+    for step in steps:
+        wanted |= set(step.inputs)
+    result = []
+    for step in steps:
+        if step.callback is not None:
+            keep = [i for i, r in enumerate(step.outputs) if r in wanted]
+            step = dataclasses.replace(step, outputs=[step.outputs[i] for i in keep],
+                                       callback=step.callback.select(keep))
+        result.append(step)
+    return result
+
+
+class _SegmentFunction:
+    """A TF subgraph of fallback nodes as one function of numpy arrays (int8/uint8 for quantized
+    tensors, which the subgraph bitcasts to and from TF's qint8/quint8)."""
+
+    def __init__(self, graph: Graph, inputs: list[str], outputs: list[str]):
+        self.graph, self.inputs, self.outputs = graph, inputs, outputs
+        self._fn = None
+
+    def select(self, keep: list[int]) -> "_SegmentFunction":
+        return _SegmentFunction(self.graph, self.inputs, [self.outputs[i] for i in keep])
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        if self._fn is None:
+            self._fn = tfgraph.GraphFunction(self.graph, self.inputs, self.outputs)
+        return [np.ascontiguousarray(a) for a in self._fn(*arrays)]
+
+
+def _segment_function(graph: Graph, nodes: list[Node], external: list[str], outputs: list[str],
+                      alias: dict[str, str]) -> _SegmentFunction:
+    mapping: dict[str, str] = {}
+    sub: list[Node] = []
+    feeds = []
+    for i, r in enumerate(external):
+        info = graph.tensor(r)
+        plain = _QUANTIZED.get(info.dtype, info.dtype)
+        shape = ShapeAttr(info.shape or ())
+        feed = Node(f"itexlab_input_{i}", "Placeholder", [], {"dtype": DType(plain), "shape": shape},
+                    [TensorInfo(plain, info.shape)])
+        sub.append(feed)
+        feeds.append(feed.name)
+        mapping[r] = feed.name
+        if info.dtype in _QUANTIZED:
+            cast = Node(f"itexlab_input_{i}/bitcast", "Bitcast", [feed.name],
+                        {"T": DType(plain), "type": DType(info.dtype)}, [info])
+            sub.append(cast)
+            mapping[r] = cast.name
+    constants = {split_ref(r)[0] for n in nodes for r in n.inputs if graph.is_constant(r)}
+    sub += [graph.node(c) for c in constants]
+    for n in nodes:
+        sub.append(dataclasses.replace(n, inputs=[mapping.get(_resolve(alias, r), _resolve(alias, r))
+                                                  for r in n.inputs]))
+    fetches = []
+    for r in outputs:
+        info = graph.tensor(r)
+        if info.dtype in _QUANTIZED:
+            name = f"{r.replace(':', '_')}/itexlab_bitcast"
+            sub.append(Node(name, "Bitcast", [r], {"T": DType(info.dtype), "type": DType(_QUANTIZED[info.dtype])},
+                            [TensorInfo(_QUANTIZED[info.dtype], info.shape)]))
+            fetches.append(name)
+        else:
+            fetches.append(r)
+    return _SegmentFunction(Graph(sub, feeds, fetches), feeds, fetches)
+
+
+def compile_plan(plan: Plan) -> CompiledModel:
+    return CompiledModel(plan)
+

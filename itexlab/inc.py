@@ -1,0 +1,102 @@
+"""The Intel Neural Compressor boundary, pinned to INC 3.10.
+
+INC writes QDQ graphs (the form oneDNN Graph partitioning needs) only when it believes Intel
+Extension for TensorFlow is installed. We switch its global config to the "itex" backend and skip
+its ITEX import check for the duration of one call. That reaches into INC internals, so this module
+refuses any other INC version, and tests/test_inc.py fails loudly if the internals move.
+INC's side effects (a ./nc_workspace/ directory, CUDA_VISIBLE_DEVICES) are kept out of the user's
+working directory and environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .config import QuantConfig
+from .tfgraph import GraphDef
+
+SUPPORTED_INC_VERSION = "3.10"
+
+
+class IncVersionError(RuntimeError):
+    """The installed INC is not the version whose internals this module was written against."""
+
+
+def _inc():
+    import neural_compressor
+
+    if neural_compressor.__version__ != SUPPORTED_INC_VERSION:
+        raise IncVersionError(f"itexlab needs neural-compressor=={SUPPORTED_INC_VERSION}, found "
+                              f"{neural_compressor.__version__}; the QDQ shim in itexlab/inc.py is "
+                              "pinned to it")
+    from neural_compressor.tensorflow import StaticQuantConfig, quantize_model
+    from neural_compressor.tensorflow.algorithms.static_quant.tensorflow import TensorFlowAdaptor
+    from neural_compressor.tensorflow.utils import TFConfig
+
+    return StaticQuantConfig, quantize_model, TensorFlowAdaptor, TFConfig
+
+
+@contextlib.contextmanager
+def _contained(itex_mode: bool) -> Iterator[None]:
+    """Run INC in a scratch directory, restore the environment, and (for QDQ) in itex mode."""
+    _, _, adaptor, tf_config = _inc()
+    saved_cwd, saved_cuda = os.getcwd(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    saved_check = adaptor.__dict__["_check_itex"]
+    with tempfile.TemporaryDirectory(prefix="itexlab-inc-") as scratch:
+        os.chdir(scratch)
+        try:
+            if itex_mode:
+                adaptor._check_itex = lambda self: None
+                tf_config.global_config["backend"] = "itex"
+            yield
+        finally:
+            adaptor._check_itex = saved_check
+            tf_config.reset_global_config()
+            os.chdir(saved_cwd)
+            if saved_cuda is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = saved_cuda
+
+
+class _CalibrationLoader:
+    """The loader INC iterates: (inputs, labels) pairs with a batch_size, reporting progress."""
+
+    def __init__(self, batches: Sequence[np.ndarray], progress: bool):
+        self.batches, self.progress = batches, progress
+        self.batch_size = len(batches[0])
+
+    def __iter__(self):
+        for i, batch in enumerate(self.batches, 1):
+            if self.progress:
+                print(f"\rcalibrating: batch {i}/{len(self.batches)}", end="", file=sys.stderr, flush=True)
+            yield batch, np.zeros(len(batch), np.int64)
+        if self.progress:
+            print(file=sys.stderr)
+
+
+def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndarray], *, qdq: bool,
+             progress: bool = True) -> GraphDef:
+    """Static post-training quantization of a frozen FP32 graph with INC.
+
+    qdq=True gives the QDQ graph (QuantizeV2 -> Dequantize around FP32 ops) for oneDNN Graph;
+    qdq=False gives INC's default output, fused quantized TF ops (the "legacy" INT8 path).
+    """
+    static_config, quantize_model, _, _ = _inc()
+    inc_config = static_config(weight_granularity=config.weight_granularity,
+                               act_algorithm=config.algorithm)
+    for pattern in config.keep_fp32:
+        inc_config.set_local(pattern, static_config(weight_dtype="fp32", act_dtype="fp32"))
+    loader = _CalibrationLoader(batches, progress)
+    with _contained(itex_mode=qdq):
+        model = quantize_model(graph_def, inc_config, calib_dataloader=loader,
+                               calib_iteration=len(batches))
+    if model is None:
+        raise RuntimeError("INC returned no quantized model (see its log above)")
+    return model.graph_def

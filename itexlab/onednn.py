@@ -1,0 +1,72 @@
+"""The oneDNN boundary: loads the native module and feeds it translated ops as plain data."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import importlib.metadata
+import pathlib
+
+from .translate import ONEDNN_DTYPES, Translation
+
+
+def _preload_libdnnl() -> None:
+    """Load libdnnl.so.3 from the onednn-cpu-gomp wheel, wherever pip put it (RPATH may not reach)."""
+    try:
+        dist = importlib.metadata.distribution("onednn-cpu-gomp")
+    except importlib.metadata.PackageNotFoundError:
+        return  # the RPATH or the system loader has to find it
+    for f in dist.files or []:
+        if pathlib.PurePath(f).name == "libdnnl.so.3":
+            ctypes.CDLL(str(dist.locate_file(f)), mode=ctypes.RTLD_GLOBAL)
+            return
+
+
+_preload_libdnnl()
+from . import _native  # noqa: E402
+
+VERSION = _native.onednn_version()
+
+
+@dataclasses.dataclass(frozen=True)
+class OneDnnPartition:
+    index: int            # oneDNN's own partition index (used to compile it)
+    supported: bool
+    op_ids: list[int]
+    inputs: list[str]     # tensor references in oneDNN's port order
+    outputs: list[str]
+
+
+@dataclasses.dataclass
+class PartitionedGraph:
+    native: object                    # _native.OneDnnGraph, kept alive for compilation
+    partitions: list[OneDnnPartition]
+    tensor_ids: dict[str, int]        # tensor reference -> logical tensor id
+
+
+def partition(translation: Translation, policy: str = "fusion") -> PartitionedGraph:
+    """Build the oneDNN graph from translated ops and let oneDNN choose the partitions."""
+    ids: dict[str, int] = {}
+
+    def spec(reference: str):
+        info = translation.tensors[reference]
+        ids.setdefault(reference, len(ids) + 1)
+        dims = [-1 if d is None else int(d) for d in info.shape]
+        return _native.TensorSpec(ids[reference], ONEDNN_DTYPES[info.dtype], dims,
+                                  reference in translation.constants)
+
+    graph = _native.OneDnnGraph()
+    for op in translation.ops:
+        graph.add_op(op.id, op.kind, [spec(r) for r in op.inputs], [spec(r) for r in op.outputs],
+                     op.attrs, op.node)
+    by_id = {v: k for k, v in ids.items()}
+    parts = [OneDnnPartition(p.index, p.supported, list(p.op_ids), [by_id[i] for i in p.input_ids],
+                             [by_id[i] for i in p.output_ids]) for p in graph.partition(policy)]
+    return PartitionedGraph(graph, parts, ids)
+
+
+def program(partitioned: PartitionedGraph, steps, input_ids, output_ids, dtypes, constants, opaque_ids):
+    """The native executor for an ordered list of steps (see itexlab.execute)."""
+    native_steps = [_native.StepSpec(s.partition, s.callback, s.inputs, s.outputs, s.label) for s in steps]
+    return _native.Program(partitioned.native, native_steps, input_ids, output_ids, dtypes, constants,
+                           opaque_ids)

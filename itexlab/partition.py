@@ -1,0 +1,236 @@
+"""Partitioning: which TF nodes become one oneDNN Graph op, and why every other node stays on TF.
+
+The result is a `Plan`, plain data: views and the CLI render it, the executor runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+
+from . import onednn, tfgraph
+from .config import PartitionConfig
+from .graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, prune_and_sort, ref, split_ref
+from .qdq import quantize_commuting_ops
+from .translate import Translation, translate
+
+QUANTIZED_KINDS = {"Quantize", "Dequantize"}
+WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanTensor:
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+    constant: bool = False
+
+    def describe(self) -> str:
+        return TensorInfo(self.dtype, self.shape).describe()
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanNode:
+    name: str
+    op: str
+
+
+@dataclasses.dataclass
+class Partition:
+    """One oneDNN partition that replaces `nodes` with a single OneDnnGraph op."""
+
+    id: int
+    name: str                   # named after its last TF node, as ITEX does
+    nodes: list[PlanNode]
+    onednn_ops: list[str]       # oneDNN op kinds, in graph order
+    inputs: list[PlanTensor]
+    outputs: list[PlanTensor]
+    quantized: bool
+    onednn_index: int           # oneDNN's own index, to compile it
+
+    @property
+    def int8(self) -> bool:
+        return self.quantized
+
+
+@dataclasses.dataclass(frozen=True)
+class Fallback:
+    """A node left to TensorFlow's own kernels, with the reason in words."""
+
+    name: str
+    op: str
+    reason: str
+
+
+@dataclasses.dataclass
+class Plan:
+    source: Graph                 # the INT8 (QDQ) graph that was partitioned
+    partitions: list[Partition]
+    fallback: list[Fallback]
+    config: PartitionConfig
+    translation: Translation | None = dataclasses.field(default=None, repr=False)
+    onednn_graph: onednn.PartitionedGraph | None = dataclasses.field(default=None, repr=False)
+
+    # -------------------------------------------------------------------------- plain data
+
+    def fused_node_count(self) -> int:
+        return sum(len(p.nodes) for p in self.partitions)
+
+    def fallback_by_reason(self) -> Counter:
+        return Counter(f.reason for f in self.fallback)
+
+    def to_dict(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "partitions": [{"id": p.id, "name": p.name, "quantized": p.quantized,
+                            "onednn_ops": p.onednn_ops,
+                            "nodes": [dataclasses.asdict(n) for n in p.nodes],
+                            "inputs": [_tensor_dict(t) for t in p.inputs],
+                            "outputs": [_tensor_dict(t) for t in p.outputs]} for p in self.partitions],
+            "fallback": [dataclasses.asdict(f) for f in self.fallback],
+        }
+
+    def to_json(self, indent: int = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary(self) -> str:
+        ops = Counter(n.op for p in self.partitions for n in p.nodes)
+        lines = [f"{len(self.partitions)} oneDNN partitions "
+                 f"({sum(p.quantized for p in self.partitions)} INT8) fuse {self.fused_node_count()} TF ops; "
+                 f"{len(self.fallback)} ops left to TensorFlow"]
+        if ops:
+            lines.append("  fused: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
+        for reason, n in self.fallback_by_reason().most_common():
+            lines.append(f"  left to TF ({n}): {reason}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    # ------------------------------------------------------------------ the rewritten graph
+
+    def rewritten(self) -> Graph:
+        """The graph as it runs: each partition is one `OneDnnGraph` node carrying the names of the
+        ops it fused; everything else is the TF graph as it was."""
+        replaced = {n.name for p in self.partitions for n in p.nodes}
+        mapping: dict[str, str] = {}
+        nodes: list[Node] = []
+        for p in self.partitions:
+            for k, t in enumerate(p.outputs):
+                mapping[t.name] = ref(p.name, k)
+            nodes.append(Node(p.name, "OneDnnGraph",
+                              [t.name for t in p.inputs if not t.constant],
+                              {"fused_ops": [n.name for n in p.nodes], "onednn_ops": list(p.onednn_ops),
+                               "partition_id": p.id},
+                              [TensorInfo(t.dtype, t.shape) for t in p.outputs]))
+        nodes += [n for n in self.source.nodes if n.name not in replaced]
+        nodes = [dataclasses.replace(n, inputs=[mapping.get(normalize(r), r) for r in n.inputs]) for n in nodes]
+        outputs = [mapping.get(normalize(r), r) for r in self.source.outputs]
+        return Graph(prune_and_sort(nodes, outputs), list(self.source.inputs), outputs)
+
+    def graph_def(self):
+        """The rewritten graph as a TF GraphDef (for export; `OneDnnGraph` has no stock TF kernel)."""
+        return tfgraph.graph_def_from_graph(self.rewritten())
+
+
+def _tensor_dict(t: PlanTensor) -> dict:
+    return {"name": t.name, "dtype": t.dtype, "shape": None if t.shape is None else list(t.shape),
+            "constant": t.constant}
+
+
+def _is_op(node: Node) -> bool:
+    return node.op not in CONSTANT_OPS and node.op != "Placeholder"
+
+
+def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
+    """Partition a QDQ graph the way ITEX does, with its switches, and explain the leftovers."""
+    config = config or PartitionConfig()
+    if not config.onednn_graph:
+        reason = "oneDNN Graph partitioning is off (ITEX_ONEDNN_GRAPH=0)"
+        return Plan(graph, [], [Fallback(n.name, n.op, reason) for n in graph.nodes if _is_op(n)], config)
+    unfolded = graph
+    if config.tf_constant_folding:
+        graph = tfgraph.grappler_constant_folding(graph)
+    graph = quantize_commuting_ops(graph)
+    translation = translate(graph)
+    partitioned = onednn.partition(translation)
+    op_node = {op.id: op.node for op in translation.ops}
+    op_kind = {op.id: op.kind for op in translation.ops}
+    position = {n.name: i for i, n in enumerate(graph.nodes)}
+
+    candidates, reasons = [], {}
+    for part in partitioned.partitions:
+        kinds = [op_kind[i] for i in sorted(part.op_ids)]
+        names = [op_node[i] for i in sorted(part.op_ids)]
+        if "Wildcard" in kinds:
+            continue
+        if part.supported:
+            candidates.append((part, kinds, names))
+        else:
+            reasons.update((n, f"oneDNN has no kernel for this {'+'.join(kinds)} partition") for n in names)
+    chosen = _choose_offloaded(candidates, translation.constants, config)
+    partitions: list[Partition] = []
+    for part, kinds, names in candidates:
+        if part.index not in chosen:
+            why = ("partition has no quantized op and reads from TF (ITEX offloads INT8 partitions only; "
+                   "see offload_fp32)")
+            reasons.update((n, why) for n in names)
+            continue
+        absorbed = [split_ref(r)[0] for r in part.inputs if split_ref(r)[0] in translation.absorbed]
+        members = sorted(set(names) | set(absorbed), key=position.__getitem__)
+        partitions.append(Partition(
+            id=len(partitions), name=members[-1],
+            nodes=[PlanNode(n, graph.node(n).op) for n in members], onednn_ops=kinds,
+            inputs=[_plan_tensor(translation, r) for r in part.inputs],
+            outputs=[_plan_tensor(translation, r) for r in part.outputs],
+            quantized=bool(QUANTIZED_KINDS & set(kinds)), onednn_index=part.index))
+
+    fused = {n.name for p in partitions for n in p.nodes}
+    consumers = graph.consumers()
+    fallback = []
+    for node in graph.nodes:
+        if not _is_op(node) or node.name in fused:
+            continue
+        if node.name in translation.refused:
+            reason = translation.refused[node.name]
+        elif node.name in translation.absorbed:
+            users = ", ".join(c.name for c in consumers.get(node.name, []))
+            reason = f"quantizes constant weights for {users}, which stays on TF"
+        else:
+            reason = reasons.get(node.name, "not in any oneDNN partition")
+        if config.tf_constant_folding and _weight_qdq_folded(node, graph, unfolded):
+            reason = "weight QDQ was constant-folded away (ITEX_TF_CONSTANT_FOLDING=1): no INT8 pattern"
+        fallback.append(Fallback(node.name, node.op, reason))
+    return Plan(graph, partitions, fallback, config, translation, partitioned)
+
+
+def _choose_offloaded(candidates, constants, config: PartitionConfig) -> set[int]:
+    """ITEX offloads a supported partition when it holds a Quantize/Dequantize. We also offload an
+    FP32 partition whose every input comes from offloaded partitions (e.g. the last concat and
+    global pooling of Inception V3): sending its data back to TF would only add a round trip."""
+    chosen = {p.index for p, kinds, _ in candidates if config.offload_fp32 or QUANTIZED_KINDS & set(kinds)}
+    producer = {out: p.index for p, _, _ in candidates for out in p.outputs}
+    changed = True
+    while changed:
+        changed = False
+        for part, _, _ in candidates:
+            if part.index in chosen:
+                continue
+            sources = [producer.get(r) for r in part.inputs if r not in constants]
+            if sources and all(s in chosen for s in sources):
+                chosen.add(part.index)
+                changed = True
+    return chosen
+
+
+def _weight_qdq_folded(node: Node, folded: Graph, unfolded: Graph) -> bool:
+    if node.op not in WEIGHTED_OPS or node.name not in unfolded:
+        return False
+    before = unfolded.node(unfolded.node(node.name).inputs[1])
+    return before.op == "Dequantize" and folded.is_constant(node.inputs[1])
+
+
+def _plan_tensor(translation: Translation, reference: str) -> PlanTensor:
+    info = translation.tensors[reference]
+    return PlanTensor(reference, info.dtype, info.shape, reference in translation.constants)

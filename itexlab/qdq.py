@@ -1,0 +1,80 @@
+"""Rewrites of the QDQ graph that widen INT8 regions without changing what the model computes.
+
+INC leaves ConcatV2 (and a MaxPool feeding one) in FP32 and quantizes only the concat's output.
+Concat and MaxPool commute with quantization, so quantizing each input with the scale of the
+output's QuantizeV2 gives the very same int8 values. After this pass, oneDNN sees
+Dequantize* -> Concat -> Quantize and Dequantize -> MaxPool -> Quantize: INT8 tensors never
+round-trip through FP32 on TF. ITEX does not do this (it leaves ConcatV2 out altogether).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .graph import DType, Graph, Node, TensorInfo, normalize
+
+_COMMUTING_OPS = ("ConcatV2", "MaxPool")
+
+
+def _quantizer_of(node: Node, graph: Graph, consumers) -> Node | None:
+    """The QuantizeV2 with constant min/max that reads this node's output, if any."""
+    for user in consumers.get(node.name, []):
+        if (user.op == "QuantizeV2" and normalize(user.inputs[0]) == node.name
+                and all(graph.is_constant(r) for r in user.inputs[1:3])):
+            return user
+    return None
+
+
+def _pair(source: str, quantizer: Node, name: str, graph: Graph) -> list[Node]:
+    """QuantizeV2 -> Dequantize of `source` with the parameters of `quantizer`."""
+    shape = graph.tensor(source).shape
+    dtype = quantizer.attrs["T"]
+    q = Node(f"{name}/quantize", "QuantizeV2", [source, *quantizer.inputs[1:3]], dict(quantizer.attrs),
+             [TensorInfo(dtype, shape), TensorInfo("float32", ()), TensorInfo("float32", ())])
+    dq = Node(f"{name}/dequantize", "Dequantize", [q.name, f"{q.name}:1", f"{q.name}:2"],
+              {"T": DType(dtype), "mode": quantizer.attrs.get("mode", "SCALED"), "dtype": DType("float32"),
+               "axis": -1, "narrow_range": False},
+              [TensorInfo("float32", shape)])
+    return [q, dq]
+
+
+def quantize_commuting_ops(graph: Graph) -> Graph:
+    """Move the output quantization of ConcatV2/MaxPool onto their inputs (exactly equivalent)."""
+    added: list[Node] = []
+    replaced: dict[str, Node] = {}
+    # Walk from the outputs back, so a MaxPool feeding a concat sees the concat's new quantizer.
+    for node in reversed(graph.nodes):
+        if node.op not in _COMMUTING_OPS or node.attrs.get("T") != "float32":
+            continue
+        consumers = _consumers(graph, replaced, added)
+        quantizer = _quantizer_of(node, graph, consumers)
+        if quantizer is None:
+            continue
+        data_inputs = node.inputs[:-1] if node.op == "ConcatV2" else node.inputs[:1]
+        if any(graph.is_constant(r) for r in data_inputs):
+            continue
+        new_inputs = list(node.inputs)
+        for i, source in enumerate(data_inputs):
+            pair = _pair(source, quantizer, f"{node.name}/input_{i}", graph)
+            added += pair
+            new_inputs[i] = pair[1].name
+        replaced[node.name] = dataclasses.replace(node, inputs=new_inputs)
+        # Other readers of the FP32 output read the (lossless) dequantized int8 value instead,
+        # so the QuantizeV2 is the op's only consumer and oneDNN can fuse it.
+        others = [c for c in consumers.get(node.name, []) if c.name != quantizer.name]
+        if others:
+            dq = _pair(node.name, quantizer, f"{node.name}/requantized", graph)[1]
+            dq = dataclasses.replace(dq, inputs=[quantizer.name, f"{quantizer.name}:1", f"{quantizer.name}:2"])
+            added.append(dq)
+            for c in others:
+                current = replaced.get(c.name, c)
+                replaced[c.name] = dataclasses.replace(
+                    current, inputs=[dq.name if normalize(r) == node.name else r for r in current.inputs])
+    if not replaced:
+        return graph
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)
+
+
+def _consumers(graph: Graph, replaced: dict[str, Node], added: list[Node]):
+    current = Graph([replaced.get(n.name, n) for n in graph.nodes] + added, graph.inputs, graph.outputs)
+    return current.consumers()

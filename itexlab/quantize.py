@@ -1,0 +1,95 @@
+"""Quantize a model: intake, FP32 preparation, calibration data checks, INC static quantization."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import inc, tfgraph
+from .config import QuantConfig
+from .graph import Graph
+from .prepare import prepare
+
+
+class CalibrationDataError(ValueError):
+    """The calibration data cannot be fed to the model."""
+
+
+@dataclasses.dataclass
+class QuantizedModel:
+    """The FP32 graph as prepared for calibration and the INT8 graph(s) INC made from it."""
+
+    fp32: Graph
+    qdq: Graph                 # QuantizeV2 -> Dequantize around FP32 ops: what oneDNN Graph partitions
+    legacy: Graph | None       # INC's default fused quantized TF ops, when asked for
+    config: QuantConfig
+
+
+def calibration_batches(data: Any, graph: Graph, count: int) -> list[np.ndarray]:
+    """Turn a numpy array (samples first), a tf.data.Dataset or an iterable of batches into at most
+    `count` validated float32 batches. Raises CalibrationDataError naming the problem."""
+    if isinstance(data, np.ndarray):
+        if data.ndim == 0 or len(data) == 0:
+            raise CalibrationDataError("calibration data is empty")
+        batches: Iterable[Any] = np.array_split(data, min(count, len(data)))
+    else:
+        try:
+            batches = iter(data)
+        except TypeError:
+            raise CalibrationDataError(
+                f"calibration data must be a numpy array, a tf.data.Dataset or an iterable of batches, "
+                f"not {type(data).__name__}") from None
+    expected = graph.tensor(graph.inputs[0]).shape
+    result = []
+    for i, batch in enumerate(batches):
+        if len(result) == count:
+            break
+        if isinstance(batch, (tuple, list)) and len(batch) == 2 and not isinstance(batch[0], (int, float)):
+            batch = batch[0]  # (inputs, labels) pairs, as Keras and tf.data yield them
+        result.append(_check_batch(np.asarray(batch), expected, i))
+    if not result:
+        raise CalibrationDataError("calibration data is empty")
+    return result
+
+
+def _check_batch(batch: np.ndarray, expected: tuple | None, index: int) -> np.ndarray:
+    where = f"calibration batch {index}"
+    if not np.issubdtype(batch.dtype, np.floating):
+        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes floating-point input")
+    if expected is not None:
+        if batch.ndim != len(expected):
+            raise CalibrationDataError(f"{where} has rank {batch.ndim} (shape {batch.shape}); the model "
+                                       f"input has rank {len(expected)} (shape {_shape(expected)})")
+        for axis, (got, want) in enumerate(zip(batch.shape[1:], expected[1:]), 1):
+            if want is not None and got != want:
+                raise CalibrationDataError(f"{where} has shape {batch.shape}; the model input is "
+                                           f"{_shape(expected)} (axis {axis} differs)")
+    if batch.size == 0:
+        raise CalibrationDataError(f"{where} is empty (shape {batch.shape})")
+    if not np.isfinite(batch).all():
+        raise CalibrationDataError(f"{where} contains NaN or Inf")
+    return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def _shape(shape: tuple) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = None, *,
+             legacy: bool = False, progress: bool = True) -> QuantizedModel:
+    """Freeze and prepare `model`, then let INC calibrate it into a QDQ graph (and, with
+    legacy=True, also INC's default fused-op INT8 graph for comparison)."""
+    config = config or QuantConfig()
+    fp32 = prepare(tfgraph.load(model))
+    if len(fp32.inputs) != 1:
+        raise tfgraph.ModelError(f"itexlab quantizes single-input models; this one has {len(fp32.inputs)}")
+    batches = calibration_batches(calibration_data, fp32, config.calibration_batches)
+    graph_def = tfgraph.graph_def_from_graph(fp32)
+
+    def run_inc(qdq: bool) -> Graph:
+        result = inc.quantize(graph_def, config, batches, qdq=qdq, progress=progress)
+        return tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs)
+
+    return QuantizedModel(fp32, run_inc(qdq=True), run_inc(qdq=False) if legacy else None, config)
