@@ -70,17 +70,15 @@ class CompiledModel:
     # ---------------------------------------------------------------------------------- running
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        arrays = [self._check(i, x) for i, x in enumerate(inputs)]
-        if len(arrays) != len(self.input_infos):
-            raise InputError(f"the model takes {len(self.input_infos)} input(s), got {len(arrays)}")
+        if len(inputs) != len(self.input_infos):
+            raise InputError(f"the model takes {len(self.input_infos)} input(s), got {len(inputs)}")
+        arrays = [self._check(info, i, x) for i, (info, x) in enumerate(zip(self.input_infos, inputs))]
         if self._program is None:
             return self._tf(*arrays)
         return list(self._program.run(arrays))
 
-    def _check(self, index: int, x) -> np.ndarray:
-        info = self.input_infos[index] if index < len(self.input_infos) else None
-        if info is None:
-            raise InputError(f"the model takes {len(self.input_infos)} input(s)")
+    @staticmethod
+    def _check(info: TensorInfo, index: int, x) -> np.ndarray:
         x = np.asarray(x)
         if not np.issubdtype(x.dtype, np.floating):
             raise InputError(f"input {index} has dtype {x.dtype}; the model takes {info.dtype}")

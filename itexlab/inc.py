@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -42,20 +42,50 @@ def _inc():
     return StaticQuantConfig, quantize_model, TensorFlowAdaptor, TFConfig
 
 
+def _graph_converter():
+    from neural_compressor.tensorflow.quantization.utils import graph_converter
+
+    return graph_converter
+
+
+class _CaptureFd2:
+    """INC collects calibration ranges from what TF's Print ops write to file descriptor 2, via
+    `CaptureOutputToFile(path, stream=sys.stderr)` whose default stream was bound at import time.
+    Under Jupyter or pytest that stream is not fd 2 and calibration finds no data ("list index
+    out of range"). This stand-in always captures fd 2 itself."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        self._file = open(self.path, "w")
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+
+    def __exit__(self, *exc):
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.close()
+
+
 @contextlib.contextmanager
 def _contained(itex_mode: bool) -> Iterator[None]:
     """Run INC in a scratch directory, restore the environment, and (for QDQ) in itex mode."""
     _, _, adaptor, tf_config = _inc()
+    converter = _graph_converter()
     saved_cwd, saved_cuda = os.getcwd(), os.environ.get("CUDA_VISIBLE_DEVICES")
     saved_check = adaptor.__dict__["_check_itex"]
+    saved_capture = converter.CaptureOutputToFile
     with tempfile.TemporaryDirectory(prefix="itexlab-inc-") as scratch:
         os.chdir(scratch)
+        converter.CaptureOutputToFile = _CaptureFd2
         try:
             if itex_mode:
                 adaptor._check_itex = lambda self: None
                 tf_config.global_config["backend"] = "itex"
             yield
         finally:
+            converter.CaptureOutputToFile = saved_capture
             adaptor._check_itex = saved_check
             tf_config.reset_global_config()
             os.chdir(saved_cwd)
@@ -68,17 +98,25 @@ def _contained(itex_mode: bool) -> Iterator[None]:
 class _CalibrationLoader:
     """The loader INC iterates: (inputs, labels) pairs with a batch_size, reporting progress."""
 
-    def __init__(self, batches: Sequence[np.ndarray], progress: bool):
+    def __init__(self, batches: Sequence[np.ndarray], progress: TextIO | None):
         self.batches, self.progress = batches, progress
         self.batch_size = len(batches[0])
 
     def __iter__(self):
         for i, batch in enumerate(self.batches, 1):
             if self.progress:
-                print(f"\rcalibrating: batch {i}/{len(self.batches)}", end="", file=sys.stderr, flush=True)
+                print(f"\rcalibrating: batch {i}/{len(self.batches)}", end="", file=self.progress, flush=True)
             yield batch, np.zeros(len(batch), np.int64)
         if self.progress:
-            print(file=sys.stderr)
+            print(file=self.progress, flush=True)
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndarray], *, qdq: bool,
@@ -93,10 +131,15 @@ def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndar
                                act_algorithm=config.algorithm)
     for pattern in config.keep_fp32:
         inc_config.set_local(pattern, static_config(weight_dtype="fp32", act_dtype="fp32"))
-    loader = _CalibrationLoader(batches, progress)
-    with _contained(itex_mode=qdq):
-        model = quantize_model(graph_def, inc_config, calib_dataloader=loader,
-                               calib_iteration=len(batches))
+    # Progress goes to a copy of the real stderr: INC redirects fd 2 while it calibrates.
+    stream = os.fdopen(os.dup(sys.stderr.fileno() if _has_fileno(sys.stderr) else 2), "w") if progress else None
+    try:
+        with _contained(itex_mode=qdq):
+            model = quantize_model(graph_def, inc_config, calib_dataloader=_CalibrationLoader(batches, stream),
+                                   calib_iteration=len(batches))
+    finally:
+        if stream:
+            stream.close()
     if model is None:
         raise RuntimeError("INC returned no quantized model (see its log above)")
     return model.graph_def

@@ -12,7 +12,7 @@ from collections import Counter
 from . import onednn, tfgraph
 from .config import PartitionConfig
 from .graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, prune_and_sort, ref, split_ref
-from .qdq import quantize_commuting_ops
+from .qdq import quantize_commuting_ops, split_shared_dequantize
 from .translate import Translation, translate
 
 QUANTIZED_KINDS = {"Quantize", "Dequantize"}
@@ -152,7 +152,7 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     unfolded = graph
     if config.tf_constant_folding:
         graph = tfgraph.grappler_constant_folding(graph)
-    graph = quantize_commuting_ops(graph)
+    graph = split_shared_dequantize(quantize_commuting_ops(graph))
     translation = translate(graph)
     partitioned = onednn.partition(translation)
     op_node = {op.id: op.node for op in translation.ops}

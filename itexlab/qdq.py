@@ -1,4 +1,8 @@
-"""Rewrites of the QDQ graph that widen INT8 regions without changing what the model computes.
+"""Rewrites of the QDQ graph that give oneDNN the patterns it fuses, without changing results.
+
+Shared Dequantize outputs are split, one Dequantize per consumer: oneDNN 3.2 fuses
+Dequantize -> op pairs, and crashes compiling a partition where one Dequantize feeds both a
+convolution and its residual Add (found by tests/test_partition_execute.py::test_residual_add).
 
 INC leaves ConcatV2 (and a MaxPool feeding one) in FP32 and quantizes only the concat's output.
 Concat and MaxPool commute with quantization, so quantizing each input with the scale of the
@@ -13,7 +17,7 @@ import dataclasses
 
 from .graph import DType, Graph, Node, TensorInfo, normalize
 
-_COMMUTING_OPS = ("ConcatV2", "MaxPool")
+_COMMUTING_OPS = ("ConcatV2", "MaxPool", "Reshape")
 
 
 def _quantizer_of(node: Node, graph: Graph, consumers) -> Node | None:
@@ -78,3 +82,24 @@ def quantize_commuting_ops(graph: Graph) -> Graph:
 def _consumers(graph: Graph, replaced: dict[str, Node], added: list[Node]):
     current = Graph([replaced.get(n.name, n) for n in graph.nodes] + added, graph.inputs, graph.outputs)
     return current.consumers()
+
+
+def split_shared_dequantize(graph: Graph) -> Graph:
+    """Give each consumer of a Dequantize its own copy (the same computation, repeated)."""
+    consumers = graph.consumers()
+    replaced: dict[str, Node] = {}
+    added: list[Node] = []
+    for node in graph.nodes:
+        users = consumers.get(node.name, [])
+        if node.op != "Dequantize" or len(users) < 2:
+            continue
+        for k, user in enumerate(users[1:], 1):
+            copy = dataclasses.replace(node, name=f"{node.name}/copy_{k}")
+            added.append(copy)
+            current = replaced.get(user.name, user)
+            inputs = list(current.inputs)
+            inputs[next(i for i, r in enumerate(inputs) if normalize(r) == node.name)] = copy.name
+            replaced[user.name] = dataclasses.replace(current, inputs=inputs)
+    if not added:
+        return graph
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)

@@ -59,6 +59,11 @@ def load(model: Any, input_shape: Sequence[int | None] | None = None) -> Graph:
     raise ModelError(f"cannot read a model from {type(model).__name__}")
 
 
+def from_concrete_function(fn) -> Graph:
+    """Freeze a tf.function's concrete function (variables become constants)."""
+    return _freeze_concrete(fn)
+
+
 def _freeze_concrete(fn) -> Graph:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -274,7 +279,7 @@ def grappler_constant_folding(graph: Graph) -> Graph:
         tf.graph_util.import_graph_def(graph_def, name="")
         for reference in graph.outputs:
             g.add_to_collection("train_op", g.get_tensor_by_name(_tf_name(reference)))
-    meta = tf.compat.v1.train.export_meta_graph(graph=g)
+    meta = tf.compat.v1.train.export_meta_graph(graph=g, graph_def=g.as_graph_def())
     config = config_pb2.ConfigProto()
     rewriter = config.graph_options.rewrite_options
     rewriter.optimizers.append("constfold")

@@ -97,6 +97,7 @@ class _Context:
         self.constants: dict[str, np.ndarray] = {}
         self.absorbed: set[str] = set()
         self.extra_tensors: dict[str, TensorInfo] = {}
+        self._consumers = graph.consumers()
         self._next_id = 0
 
     def new_id(self) -> int:
@@ -123,6 +124,10 @@ class _Context:
     def op(self, kind: str, node: Node, inputs: list[str], outputs: list[str] | None = None, **attrs) -> OpSpec:
         return OpSpec(self.new_id(), kind, node.name, [normalize(i) for i in inputs],
                       outputs if outputs is not None else [node.name], attrs)
+
+    def feeds_depthwise_weights(self, node: Node) -> bool:
+        users = self._consumers.get(node.name, [])
+        return any(u.op == "DepthwiseConv2dNative" and normalize(u.inputs[1]) == node.name for u in users)
 
     def quantizer_of(self, dequantize: Node) -> Node:
         """The QuantizeV2 whose outputs a Dequantize reads, with constant min/max."""
@@ -187,7 +192,23 @@ def _dequantize(node: Node, ctx: _Context) -> list[OpSpec]:
     quantizer = ctx.quantizer_of(node)
     lo, hi = ctx.const(quantizer.inputs[1], "min"), ctx.const(quantizer.inputs[2], "max")
     scales, zps = quant_params(quantizer, lo, hi)
-    return [ctx.op("Dequantize", node, [quantizer.name], scales=scales, zps=zps, **_qtype(quantizer, scales))]
+    qtype = _qtype(quantizer, scales)
+    if quantizer.name in ctx.constants and ctx.feeds_depthwise_weights(node):
+        scales, zps, qtype = _grouped_weights(ctx, node, quantizer, scales, zps, qtype)
+    return [ctx.op("Dequantize", node, [quantizer.name], scales=scales, zps=zps, **qtype)]
+
+
+def _grouped_weights(ctx: _Context, node: Node, quantizer: Node, scales, zps, qtype):
+    """Depthwise weights (H, W, C, M) become grouped-convolution weights (H, W, 1, C*M); output
+    channel c*M+m takes the scale of channel c (axis 2) or multiplier m (axis 3)."""
+    h, w, c, m = ctx.constants[quantizer.name].shape
+    ctx.constants[quantizer.name] = ctx.constants[quantizer.name].reshape(h, w, 1, c * m)
+    ctx.extra_tensors[node.name] = TensorInfo("float32", (h, w, 1, c * m))
+    if qtype["qtype"] == "per_channel":
+        expand = (lambda v: list(np.repeat(v, m))) if qtype["axis"] == 2 else (lambda v: list(np.tile(v, c)))
+        scales, zps = [float(s) for s in expand(scales)], [int(z) for z in expand(zps)]
+        qtype = {"qtype": "per_channel", "axis": 3}
+    return scales, zps, qtype
 
 
 @rule("Conv2D")
@@ -205,13 +226,9 @@ def _depthwise(node: Node, ctx: _Context) -> list[OpSpec]:
     weights_ref = normalize(node.inputs[1])
     source = ctx.graph.node(weights_ref)
     if source.op == "Dequantize":
-        quantizer = ctx.quantizer_of(source)
-        if quantizer.name not in ctx.constants:
+        if ctx.quantizer_of(source).name not in ctx.constants:
             raise Untranslatable("depthwise weights are not quantized constants")
-        h, w, c, m = ctx.constants[quantizer.name].shape
-        ctx.constants[quantizer.name] = ctx.constants[quantizer.name].reshape(h, w, 1, c * m)
-        if quantizer.attrs.get("axis", -1) == 2 and m > 1:
-            raise Untranslatable("per-channel depthwise weights quantized over the input axis with M>1")
+        c = ctx.graph.tensor(weights_ref).shape[2]  # the Dequantize rule regrouped them already
         weights = weights_ref
     else:
         value = ctx.const(weights_ref, "depthwise weights")

@@ -1,0 +1,111 @@
+"""Side-by-side measurement of FP32 on TF, INC's legacy INT8 on TF and itexlab's INT8.
+
+Systems run round-robin on the same inputs in one process, so machine noise hits all of them
+alike; we report medians and the spread (inter-quartile range) over repeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+SYSTEMS = ("tf-fp32", "tf-int8-legacy", "tf-qdq", "itexlab-int8")
+
+
+@dataclasses.dataclass
+class Result:
+    system: str
+    model: str
+    batch: int
+    latency_ms: float          # median over repeats
+    spread_ms: float           # inter-quartile range
+    ips: float                 # images per second at the median latency
+    speedup: float = 1.0       # over tf-fp32 at the same batch
+
+
+@dataclasses.dataclass
+class Quality:
+    system: str
+    model: str
+    metric: str                # "accuracy" (labels) or "top1-agreement" (with tf-fp32)
+    value: float
+
+
+@dataclasses.dataclass
+class Report:
+    results: list[Result]
+    quality: list[Quality]
+    partitions: dict[str, dict]   # model -> counts from its plan
+
+    def to_dict(self) -> dict:
+        return {"results": [dataclasses.asdict(r) for r in self.results],
+                "quality": [dataclasses.asdict(q) for q in self.quality],
+                "partitions": self.partitions}
+
+    def table(self, model: str) -> str:
+        quality = {q.system: q for q in self.quality if q.model == model}
+        rows = [("system", "batch", "latency ms", "± IQR", "img/s", "vs FP32", "quality")]
+        for r in (r for r in self.results if r.model == model):
+            q = quality.get(r.system)
+            rows.append((r.system, str(r.batch), f"{r.latency_ms:.2f}", f"{r.spread_ms:.2f}", f"{r.ips:.1f}",
+                         f"{r.speedup:.2f}x", f"{q.metric} {100 * q.value:.2f}%" if q else ""))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        counts = self.partitions.get(model)
+        if counts:
+            lines.append(f"partitions: {counts['partitions']} ({counts['int8_partitions']} INT8), "
+                         f"{counts['fused_ops']} TF ops fused, {counts['fallback_ops']} left to TF")
+        return "\n".join(lines)
+
+
+def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batch: np.ndarray,
+            repeats: int = 20, warmup: int = 3, progress: bool = True) -> list[Result]:
+    """Median latency of each system on the same batch, interleaved round-robin."""
+    times: dict[str, list[float]] = {name: [] for name in systems}
+    for fn in systems.values():
+        for _ in range(warmup):
+            fn(batch)
+    for i in range(repeats):
+        if progress:
+            print(f"\r{model} batch {len(batch)}: repeat {i + 1}/{repeats}", end="", file=sys.stderr, flush=True)
+        for name, fn in systems.items():
+            start = time.perf_counter()
+            fn(batch)
+            times[name].append(time.perf_counter() - start)
+    if progress:
+        print(file=sys.stderr)
+    results = []
+    for name, ts in times.items():
+        q1, median, q3 = np.percentile(ts, [25, 50, 75])
+        results.append(Result(name, model, len(batch), 1000 * median, 1000 * (q3 - q1), len(batch) / median))
+    base = next((r for r in results if r.system == "tf-fp32"), None)
+    if base:
+        for r in results:
+            r.speedup = base.latency_ms / r.latency_ms
+    return results
+
+
+def batch_of(sample: np.ndarray, size: int) -> np.ndarray:
+    """`size` inputs drawn from the sample (repeating it when it is smaller)."""
+    reps = -(-size // len(sample))
+    return np.ascontiguousarray(np.concatenate([sample] * reps)[:size])
+
+
+def predictions(fn: Callable[[np.ndarray], Sequence[np.ndarray]], x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([np.asarray(fn(x[i:i + batch])[0]) for i in range(0, len(x), batch)])
+
+
+def quality(systems: dict[str, Callable], model: str, x: np.ndarray, labels: np.ndarray | None) -> list[Quality]:
+    """Accuracy against labels, or top-1 agreement with tf-fp32 when there are none."""
+    top1 = {name: predictions(fn, x).argmax(-1) for name, fn in systems.items()}
+    if labels is not None:
+        return [Quality(name, model, "accuracy", float((p == labels).mean())) for name, p in top1.items()]
+    return [Quality(name, model, "top1-agreement", float((p == top1["tf-fp32"]).mean()))
+            for name, p in top1.items()]
+
+

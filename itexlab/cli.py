@@ -1,0 +1,139 @@
+"""The `itexlab` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+
+def _load_model(name_or_path: str, weights: str | None):
+    """A built-in workload by name, or a user's model file with no data attached."""
+    from . import models
+
+    if name_or_path in models.BUILTIN:
+        if name_or_path == "inception_v3":
+            return models.inception_v3_workload(weights)
+        return models.BUILTIN[name_or_path]()
+    return None
+
+
+def _quantized_for(args):
+    """Quantize the model named on the command line; a QDQ graph is taken as it is."""
+    import numpy as np
+
+    from . import tfgraph
+    from .config import QuantConfig
+    from .quantize import quantize
+
+    workload = _load_model(args.model, getattr(args, "weights", None))
+    if workload is not None:
+        model, data = workload.model, workload.calibration
+    else:
+        model = tfgraph.load(args.model)
+        if model.count("QuantizeV2") and not args.calibration:
+            return model  # already quantized: partition it as it is
+        if not args.calibration:
+            sys.exit("itexlab: give calibration data with --calibration FILE.npy (samples first)")
+        data = np.load(args.calibration)
+    config = QuantConfig(calibration_batches=args.calibration_batches, algorithm=args.algorithm,
+                         weight_granularity=args.granularity, keep_fp32=tuple(args.keep_fp32))
+    return quantize(model, data, config).qdq
+
+
+def _partition_config(args):
+    from .config import PartitionConfig
+
+    kwargs = {"offload_fp32": args.offload_fp32}
+    if args.no_onednn_graph:
+        kwargs["onednn_graph"] = False
+    if args.constant_folding:
+        kwargs["tf_constant_folding"] = True
+    return PartitionConfig(**kwargs)
+
+
+def cmd_demo(args) -> None:
+    from .demo import main_job
+
+    report = main_job(args.models, args.repeats)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(report.to_dict(), indent=1))
+        print(f"results written to {args.json}")
+
+
+def cmd_inspect(args) -> None:
+    from .partition import make_plan
+
+    plan = make_plan(_quantized_for(args), _partition_config(args))
+    print(plan.summary())
+    if args.verbose:
+        for p in plan.partitions:
+            print(f"\n[{p.id}] {p.name}\n    oneDNN: {' + '.join(p.onednn_ops)}\n"
+                  f"    in:  {', '.join(t.describe() for t in p.inputs)}\n"
+                  f"    out: {', '.join(t.describe() for t in p.outputs)}")
+        for f in plan.fallback:
+            print(f"TF: {f.name} ({f.op}): {f.reason}")
+    if args.json:
+        pathlib.Path(args.json).write_text(plan.to_json())
+        print(f"plan written to {args.json}")
+
+
+def cmd_quantize(args) -> None:
+    from . import tfgraph
+    from .partition import make_plan
+
+    out = pathlib.Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        sys.exit(f"itexlab: {out} exists and is not empty (use --force to write into it)")
+    qdq = _quantized_for(args)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "qdq.pb").write_bytes(tfgraph.graph_def_from_graph(qdq).SerializeToString())
+    plan = make_plan(qdq, _partition_config(args))
+    (out / "partitioned.pb").write_bytes(plan.graph_def().SerializeToString())
+    (out / "plan.json").write_text(plan.to_json())
+    print(plan.summary())
+    print(f"wrote {out}/qdq.pb, {out}/partitioned.pb and {out}/plan.json")
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="built-in name (alexnet, inception_v3) or a .keras/.pb/SavedModel path")
+    p.add_argument("--calibration", help="calibration inputs as a .npy file, samples first")
+    p.add_argument("--calibration-batches", type=int, default=10)
+    p.add_argument("--algorithm", choices=["minmax", "kl"], default="minmax")
+    p.add_argument("--granularity", choices=["per_channel", "per_tensor"], default="per_channel")
+    p.add_argument("--keep-fp32", action="append", default=[], metavar="NODE_REGEX")
+    p.add_argument("--weights", help="Inception V3 weights: a local file, or 'imagenet' when online")
+    p.add_argument("--no-onednn-graph", action="store_true", help="same as ITEX_ONEDNN_GRAPH=0")
+    p.add_argument("--constant-folding", action="store_true", help="same as ITEX_TF_CONSTANT_FOLDING=1")
+    p.add_argument("--offload-fp32", action="store_true", help="offload FP32-only partitions too")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="itexlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="quantize, partition, run and compare the built-in models")
+    demo.add_argument("--models", nargs="+", default=["alexnet", "inception_v3"])
+    demo.add_argument("--repeats", type=int, default=20)
+    demo.add_argument("--json", help="also write the results as JSON")
+    demo.set_defaults(func=cmd_demo)
+
+    inspect = sub.add_parser("inspect", help="print a model's partition plan")
+    _add_model_arguments(inspect)
+    inspect.add_argument("--json", help="write the plan as JSON")
+    inspect.add_argument("-v", "--verbose", action="store_true", help="list every partition and TF op")
+    inspect.set_defaults(func=cmd_inspect)
+
+    quant = sub.add_parser("quantize", help="quantize a model and write its QDQ graph and plan")
+    _add_model_arguments(quant)
+    quant.add_argument("--out", required=True, help="output directory")
+    quant.add_argument("--force", action="store_true")
+    quant.set_defaults(func=cmd_quantize)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Each translated op and pattern, run by itexlab and checked against stock TF on the same graph."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from itexlab.config import PartitionConfig
+from itexlab.execute import CompiledModel, InputError
+from itexlab.partition import make_plan
+
+from conftest import assert_matches_tf, graph_of, partition_with, qdq, qdq_weights, run_tf
+
+RNG = np.random.default_rng(0)
+W1 = RNG.normal(size=(3, 3, 4, 8)).astype(np.float32) * 0.3
+W2 = RNG.normal(size=(1, 1, 8, 8)).astype(np.float32) * 0.3
+B1 = RNG.normal(size=8).astype(np.float32) * 0.1
+X = RNG.uniform(-1, 1, (2, 10, 10, 4)).astype(np.float32)
+
+
+def conv_block(x, w=W1, b=B1, out_max=4.0):
+    """Dequantize -> Conv2D -> BiasAdd -> Relu -> QuantizeV2 -> Dequantize, INC's INT8 conv."""
+    y = tf.nn.conv2d(x, qdq_weights(w), 1, "SAME")
+    y = tf.nn.relu(tf.nn.bias_add(y, b))
+    return qdq(y, 0.0, out_max)
+
+
+def quantized_input(x):
+    return qdq(x, -1.0, 1.0, tf.qint8)
+
+
+def test_conv_bias_relu_qdq_is_one_partition():
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X)
+    p = partition_with(plan, "Conv2D", "BiasAdd", "Relu")
+    assert p is not None and p.quantized
+    assert {"Convolution", "BiasAdd", "ReLU", "Quantize", "Dequantize"} <= set(p.onednn_ops)
+    assert sum(n.op == "QuantizeV2" for n in p.nodes) == 2  # weights (absorbed) and output
+    assert any(t.constant and t.dtype == "qint8" for t in p.inputs)
+
+
+def test_concat_is_inside_a_partition():
+    def fn(x):
+        x = quantized_input(x)
+        a, b = conv_block(x), conv_block(x, out_max=3.0)
+        return qdq(tf.concat([tf.nn.max_pool2d(a, 2, 2, "VALID"), tf.nn.avg_pool2d(b, 2, 2, "VALID")], -1),
+                   0.0, 4.0)
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X)
+    concat = partition_with(plan, "ConcatV2")
+    assert concat is not None and concat.quantized
+    assert not plan.fallback_by_reason().keys() - {
+        "Identity not translated: it only forwards its input; the executor aliases it, no kernel runs"}
+
+
+def test_residual_add():
+    def fn(x):
+        a = conv_block(quantized_input(x))
+        b = tf.nn.conv2d(a, qdq_weights(W2), 1, "SAME") + B1
+        return tf.nn.relu(b + a)
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X)
+    assert partition_with(plan, "Conv2D", "AddV2") is not None
+
+
+def test_depthwise_convolution():
+    w = RNG.normal(size=(3, 3, 4, 2)).astype(np.float32)
+
+    def fn(x):
+        y = tf.nn.depthwise_conv2d(quantized_input(x), qdq_weights(w, axis=3), [1, 1, 1, 1], "SAME")
+        return tf.nn.relu6(y)
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X)
+    p = partition_with(plan, "DepthwiseConv2dNative")
+    assert p is not None and "Convolution" in p.onednn_ops
+
+
+def test_matmul_with_min_first_inputs():
+    w = RNG.normal(size=(16, 5)).astype(np.float32)
+
+    def fn(x):
+        a = qdq(x, -0.5, 2.0, tf.quint8, mode="MIN_FIRST")
+        y = tf.matmul(a, qdq_weights(w, axis=1)) + 0.25
+        return tf.nn.softmax(y)
+
+    graph = graph_of(fn, (None, 16))
+    x = RNG.uniform(-0.5, 2.0, (3, 16)).astype(np.float32)
+    plan, _ = assert_matches_tf(graph, x)
+    assert partition_with(plan, "MatMul") is not None
+
+
+def test_reduce_reshape_transpose_mul():
+    def fn(x):
+        a = conv_block(quantized_input(x))
+        m = tf.reduce_mean(a, axis=[1, 2])
+        t = tf.transpose(tf.reshape(a, [-1, 100, 8]), [0, 2, 1])
+        return m * 2.0, t
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    assert_matches_tf(graph, X, PartitionConfig(offload_fp32=True))
+
+
+def test_unsupported_op_in_the_middle_falls_back_to_tf():
+    def fn(x):
+        a = conv_block(quantized_input(x))
+        a = tf.math.cumsum(a, axis=3) * 0.25  # no oneDNN translation
+        return conv_block(qdq(a, 0.0, 8.0), w=W2)
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    # two quantized convolutions in a row: a rounding flip in the first moves the second by a step
+    plan, _ = assert_matches_tf(graph, X, rel=0.05)
+    reasons = {f.op: f.reason for f in plan.fallback}
+    assert reasons["Cumsum"] == "op Cumsum has no oneDNN Graph translation"
+    assert len([p for p in plan.partitions if "Conv2D" in {n.op for n in p.nodes}]) == 2
+
+
+def test_bad_runtime_inputs_are_rejected_before_native_code():
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    model = CompiledModel(make_plan(graph))
+    with pytest.raises(InputError, match="shape"):
+        model(np.zeros((2, 10, 9, 4), np.float32))
+    with pytest.raises(InputError, match="shape"):
+        model(np.zeros((10, 10, 4), np.float32))
+    with pytest.raises(InputError, match="dtype int64"):
+        model(np.zeros((2, 10, 10, 4), np.int64))
+    with pytest.raises(InputError, match="empty"):
+        model(np.zeros((0, 10, 10, 4), np.float32))
+    with pytest.raises(InputError, match="1 input"):
+        model(X, X)
+
+
+def test_any_batch_size_compiles_once_per_shape():
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    model = CompiledModel(make_plan(graph))
+    model(X)
+    first = model.compiled_partitions
+    model(X)
+    assert model.compiled_partitions == first  # cached, not recompiled per call
+    out = model(np.concatenate([X, X, X]))[0]
+    assert out.shape[0] == 6 and model.compiled_partitions == 2 * first
+    np.testing.assert_allclose(model(X[:1])[0], run_tf(graph, X[:1])[0], atol=0.1)
+
+
+def test_itex_onednn_graph_off_runs_the_qdq_graph_on_tf(monkeypatch):
+    monkeypatch.setenv("ITEX_ONEDNN_GRAPH", "0")
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    plan = make_plan(graph)
+    assert plan.partitions == []
+    assert {f.reason for f in plan.fallback} == {"oneDNN Graph partitioning is off (ITEX_ONEDNN_GRAPH=0)"}
+    np.testing.assert_array_equal(CompiledModel(plan)(X)[0], run_tf(graph, X)[0])
+
+
+def test_constant_folding_breaks_the_weight_pattern_and_says_so():
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    plan = make_plan(graph, PartitionConfig(tf_constant_folding=True))
+    conv = next(f for f in plan.fallback if f.op == "Conv2D")
+    assert "constant-folded away (ITEX_TF_CONSTANT_FOLDING=1)" in conv.reason
+    got = CompiledModel(plan)(X)[0]
+    np.testing.assert_allclose(got, run_tf(graph, X)[0], atol=0.1)
+
+
+def test_plan_as_data_json_and_rewritten_graph():
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    plan = make_plan(graph)
+    data = json.loads(plan.to_json())
+    assert {"id", "nodes", "onednn_ops", "inputs", "outputs"} <= set(data["partitions"][0])
+    assert {"name", "op"} == set(data["partitions"][0]["nodes"][0])
+    assert {"name", "op", "reason"} == set(data["fallback"][0])
+    rewritten = plan.rewritten()
+    assert rewritten.count("OneDnnGraph") == len(plan.partitions)
+    fused = next(n for n in rewritten.nodes if n.op == "OneDnnGraph" and "Conv2D" in str(n.attrs["fused_ops"]))
+    assert any("Conv2D" in name for name in fused.attrs["fused_ops"])
+    assert "oneDNN partitions" in plan.summary()
+    assert plan.graph_def().node  # encodable as a GraphDef

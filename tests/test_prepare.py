@@ -1,0 +1,70 @@
+import numpy as np
+import keras
+import tensorflow as tf
+
+from itexlab import tfgraph
+from itexlab.prepare import prepare
+
+from conftest import graph_of, run_tf
+
+
+def bn_model(depthwise=False):
+    inputs = keras.Input((12, 12, 3))
+    conv = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False) if depthwise else \
+        keras.layers.Conv2D(8, 3, use_bias=True)
+    x = keras.layers.BatchNormalization()(conv(inputs))
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(5)(x)
+    x = keras.layers.BatchNormalization()(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:  # non-trivial BN statistics
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.normal(size=beta.shape),
+                               rng.normal(size=mean.shape), rng.uniform(0.5, 2, var.shape)])
+    return model
+
+
+def test_keras3_batchnorm_is_folded_into_weights():
+    for depthwise in (False, True):
+        model = bn_model(depthwise)
+        original = tfgraph.load(model)
+        before = [(n.name, n.op, list(n.inputs)) for n in original.nodes]
+        prepared = prepare(original)
+        ops = {n.op for n in prepared.nodes}
+        assert not ops & {"Mul", "Sub", "Rsqrt", "AddV2", "Shape", "StridedSlice", "Pack"}
+        assert prepared.count("BiasAdd") == 2
+        x = np.random.default_rng(0).random((3, 12, 12, 3), np.float32)
+        np.testing.assert_allclose(run_tf(prepared, x)[0], model(x).numpy(), rtol=1e-4, atol=1e-4)
+        # the caller's graph is untouched
+        assert [(n.name, n.op, list(n.inputs)) for n in original.nodes] == before
+
+
+def test_fused_batch_norm_v3_is_folded():
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(3, 3, 2, 4)).astype(np.float32)
+    scale, offset, mean, var = (rng.uniform(0.5, 2, 4).astype(np.float32) for _ in range(4))
+
+    def fn(x):
+        y = tf.nn.conv2d(x, w, 1, "SAME")
+        y, *_ = tf.raw_ops.FusedBatchNormV3(x=y, scale=scale, offset=offset, mean=mean, variance=var,
+                                            epsilon=0.001, is_training=False)
+        return tf.nn.relu(y)
+
+    graph = graph_of(fn, (None, 6, 6, 2))
+    assert graph.count("FusedBatchNormV3") == 1
+    prepared = prepare(graph)
+    assert prepared.count("FusedBatchNormV3") == 0 and prepared.count("Mul") == 0
+    x = rng.random((2, 6, 6, 2), np.float32)
+    np.testing.assert_allclose(run_tf(prepared, x)[0], run_tf(graph, x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_flatten_gets_a_static_shape():
+    model = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    prepared = prepare(tfgraph.load(model))
+    reshape = next(n for n in prepared.nodes if n.op == "Reshape")
+    assert list(prepared.constant(reshape.inputs[1])) == [-1, 32]
+    x = np.ones((5, 4, 4, 2), np.float32)
+    np.testing.assert_allclose(run_tf(prepared, x)[0], model(x).numpy(), rtol=1e-5)
