@@ -31,9 +31,8 @@ bool same_dtype(const py::dtype &a, const py::dtype &b) { return a.num() == b.nu
 
 // A numpy view of memory owned elsewhere; valid only while the owner lives (one callback).
 py::array numpy_view(const py::dtype &dtype, const lt &desc, void *ptr) {
-    static int anchor;
-    static py::capsule no_owner(&anchor, [](void *) {});
-    return py::array(dtype, desc.get_dims(), {}, ptr, no_owner);
+    static int anchor;  // a capsule must hold a non-null pointer; this one owns nothing
+    return py::array(dtype, desc.get_dims(), {}, ptr, py::capsule(&anchor, [](void *) {}));
 }
 
 }  // namespace
