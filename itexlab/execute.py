@@ -33,6 +33,7 @@ class Step:
     inputs: list[str]
     outputs: list[str]
     label: str                          # partition name or a description of the TF segment
+    view_shape: list[int] = dataclasses.field(default_factory=list)  # for zero-copy reshapes
 
 
 class CompiledModel:
@@ -120,7 +121,7 @@ def _layout_free_tensors(plan: Plan, steps: list[Step], outputs: list[str]) -> s
     partition and read only by such partitions. Pooling and concat in oneDNN 3.2 fall back to
     reference kernels on some blocked layouts (measured: 30x slower), so they get plain NHWC."""
     kinds = {p.name: set(p.onednn_ops) for p in plan.partitions}
-    aware = {s.label for s in steps if s.callback is None and kinds[s.label] & _LAYOUT_AWARE}
+    aware = {s.label for s in steps if s.label in kinds and kinds[s.label] & _LAYOUT_AWARE}
     candidates = {r for s in steps if s.label in aware for r in s.outputs} - set(outputs)
     for s in steps:
         if s.label not in aware:
@@ -146,6 +147,7 @@ def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
     graph = plan.source
     fallback_nodes = [graph.node(f.name) for f in plan.fallback if f.name not in alias]
     units: list[tuple[str, object]] = [("partition", p) for p in plan.partitions]
+    units += [("view", graph.node(v.name)) for v in plan.views]
     units += [("node", n) for n in fallback_nodes]
     producer: dict[str, int] = {}
     for u, (kind, item) in enumerate(units):
@@ -156,7 +158,10 @@ def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
 
     def unit_inputs(u: int) -> list[str]:
         kind, item = units[u]
-        refs = [t.name for t in item.inputs if not t.constant] if kind == "partition" else item.inputs
+        if kind == "partition":
+            refs = [t.name for t in item.inputs if not t.constant]
+        else:
+            refs = item.inputs[:1] if kind == "view" else item.inputs
         return [_resolve(alias, r) for r in refs]
 
     deps = {u: {producer[r] for r in unit_inputs(u) if r in producer} for u in range(len(units))}
@@ -164,12 +169,16 @@ def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
     steps: list[Step] = []
     while len(done) < len(units):
         ready = [u for u in range(len(units)) if u not in done and deps[u] <= done]
-        partitions = [u for u in ready if units[u][0] == "partition"]
-        if partitions:
-            for u in partitions:
-                p = units[u][1]
-                inputs = [_resolve(alias, t.name) for t in p.inputs]  # all of them, in oneDNN's port order
-                steps.append(Step(p.onednn_index, None, inputs, [t.name for t in p.outputs], p.name))
+        native = [u for u in ready if units[u][0] != "node"]
+        if native:
+            for u in native:
+                kind, item = units[u]
+                if kind == "partition":
+                    inputs = [_resolve(alias, t.name) for t in item.inputs]  # all, in oneDNN's port order
+                    steps.append(Step(item.onednn_index, None, inputs, [t.name for t in item.outputs], item.name))
+                else:
+                    shape = [int(d) for d in graph.constant(item.inputs[1])]
+                    steps.append(Step(0, None, unit_inputs(u), [item.name], item.name, shape))
                 done.add(u)
             continue
         # No partition can run: take every fallback node runnable from here as one TF subgraph.

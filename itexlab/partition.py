@@ -12,8 +12,8 @@ from collections import Counter
 from . import onednn, tfgraph
 from .config import PartitionConfig
 from .graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, prune_and_sort, ref, split_ref
-from .qdq import quantize_commuting_ops, split_shared_dequantize
-from .translate import Translation, translate
+from .qdq import global_mean_as_pooling, quantize_commuting_ops, split_shared_dequantize
+from .translate import ONEDNN_DTYPES, Translation, translate
 
 QUANTIZED_KINDS = {"Quantize", "Dequantize"}
 WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -69,6 +69,7 @@ class Plan:
     partitions: list[Partition]
     fallback: list[Fallback]
     config: PartitionConfig
+    views: list[PlanNode] = dataclasses.field(default_factory=list)  # reshapes run as zero-copy views
     translation: Translation | None = dataclasses.field(default=None, repr=False)
     onednn_graph: onednn.PartitionedGraph | None = dataclasses.field(default=None, repr=False)
 
@@ -89,6 +90,7 @@ class Plan:
                             "inputs": [_tensor_dict(t) for t in p.inputs],
                             "outputs": [_tensor_dict(t) for t in p.outputs]} for p in self.partitions],
             "fallback": [dataclasses.asdict(f) for f in self.fallback],
+            "views": [dataclasses.asdict(v) for v in self.views],
         }
 
     def to_json(self, indent: int = 1) -> str:
@@ -103,6 +105,8 @@ class Plan:
             lines.append("  fused: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
         for reason, n in self.fallback_by_reason().most_common():
             lines.append(f"  left to TF ({n}): {reason}")
+        if self.views:
+            lines.append(f"  {len(self.views)} Reshape(s) outside partitions run as zero-copy views in the executor")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -113,7 +117,7 @@ class Plan:
     def rewritten(self) -> Graph:
         """The graph as it runs: each partition is one `OneDnnGraph` node carrying the names of the
         ops it fused; everything else is the TF graph as it was."""
-        replaced = {n.name for p in self.partitions for n in p.nodes}
+        replaced = {n.name for p in self.partitions for n in p.nodes}  # views stay as the Reshapes they are
         mapping: dict[str, str] = {}
         nodes: list[Node] = []
         for p in self.partitions:
@@ -152,7 +156,7 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     unfolded = graph
     if config.tf_constant_folding:
         graph = tfgraph.grappler_constant_folding(graph)
-    graph = split_shared_dequantize(quantize_commuting_ops(graph))
+    graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(graph)))
     translation = translate(graph)
     partitioned = onednn.partition(translation)
     op_node = {op.id: op.node for op in translation.ops}
@@ -188,9 +192,12 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
 
     fused = {n.name for p in partitions for n in p.nodes}
     consumers = graph.consumers()
-    fallback = []
+    fallback, views = [], []
     for node in graph.nodes:
         if not _is_op(node) or node.name in fused:
+            continue
+        if runs_as_view(node, graph):
+            views.append(PlanNode(node.name, node.op))
             continue
         if node.name in translation.refused:
             reason = translation.refused[node.name]
@@ -202,7 +209,7 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
         if config.tf_constant_folding and _weight_qdq_folded(node, graph, unfolded):
             reason = "weight QDQ was constant-folded away (ITEX_TF_CONSTANT_FOLDING=1): no INT8 pattern"
         fallback.append(Fallback(node.name, node.op, reason))
-    return Plan(graph, partitions, fallback, config, translation, partitioned)
+    return Plan(graph, partitions, fallback, config, views, translation, partitioned)
 
 
 def _choose_offloaded(candidates, constants, config: PartitionConfig) -> set[int]:
@@ -222,6 +229,13 @@ def _choose_offloaded(candidates, constants, config: PartitionConfig) -> set[int
                 chosen.add(part.index)
                 changed = True
     return chosen
+
+
+def runs_as_view(node: Node, graph: Graph) -> bool:
+    """A Reshape to a constant shape of a plain tensor: no computation, the executor reinterprets
+    the buffer (oneDNN makes no partition of a lone StaticReshape)."""
+    return (node.op == "Reshape" and graph.constant(node.inputs[1]) is not None
+            and graph.tensor(node.inputs[0]).dtype in ONEDNN_DTYPES)
 
 
 def _weight_qdq_folded(node: Node, folded: Graph, unfolded: Graph) -> bool:

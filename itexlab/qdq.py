@@ -1,5 +1,8 @@
 """Rewrites of the QDQ graph that give oneDNN the patterns it fuses, without changing results.
 
+A global mean over H and W becomes an AvgPool with a whole-image window and a reshape: oneDNN 3.2
+runs ReduceMean with a reference kernel (3 ms of Inception V3's 19), pooling with a JIT one.
+
 Shared Dequantize outputs are split, one Dequantize per consumer: oneDNN 3.2 fuses
 Dequantize -> op pairs, and crashes compiling a partition where one Dequantize feeds both a
 convolution and its residual Add (found by tests/test_partition_execute.py::test_residual_add).
@@ -15,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from .graph import DType, Graph, Node, TensorInfo, normalize
 
-_COMMUTING_OPS = ("ConcatV2", "MaxPool", "Reshape")
+_COMMUTING_OPS = ("ConcatV2", "MaxPool")
 
 
 def _quantizer_of(node: Node, graph: Graph, consumers) -> Node | None:
@@ -101,5 +106,33 @@ def split_shared_dequantize(graph: Graph) -> Graph:
             inputs[next(i for i, r in enumerate(inputs) if normalize(r) == node.name)] = copy.name
             replaced[user.name] = dataclasses.replace(current, inputs=inputs)
     if not added:
+        return graph
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)
+
+
+def global_mean_as_pooling(graph: Graph) -> Graph:
+    """Mean(x[N,H,W,C], axes=[1,2]) -> Reshape(AvgPool(x, window HxW), [-1, C]): the same numbers."""
+    replaced: dict[str, Node] = {}
+    added: list[Node] = []
+    for node in graph.nodes:
+        if node.op != "Mean" or node.attrs.get("keep_dims", False) or node.attrs.get("T") != "float32":
+            continue
+        axes = graph.constant(node.inputs[1])
+        shape = graph.tensor(node.inputs[0]).shape
+        if axes is None or shape is None or len(shape) != 4 or None in shape[1:]:
+            continue
+        if sorted(int(a) % 4 for a in np.atleast_1d(axes)) != [1, 2]:
+            continue
+        n, h, w, c = shape
+        pool = Node(f"{node.name}/global_pool", "AvgPool", [node.inputs[0]],
+                    {"T": DType("float32"), "ksize": [1, h, w, 1], "strides": [1, 1, 1, 1], "padding": "VALID",
+                     "data_format": "NHWC"}, [TensorInfo("float32", (n, 1, 1, c))])
+        target = Node(f"{node.name}/flat_shape", "Const", [], {"dtype": DType("int32"),
+                                                               "value": np.array([-1, c], np.int32)},
+                      [TensorInfo("int32", (2,))])
+        replaced[node.name] = Node(node.name, "Reshape", [pool.name, target.name],
+                                   {"T": DType("float32"), "Tshape": DType("int32")}, node.outputs)
+        added += [pool, target]
+    if not replaced:
         return graph
     return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)

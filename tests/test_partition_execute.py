@@ -176,3 +176,21 @@ def test_plan_as_data_json_and_rewritten_graph():
     assert any("Conv2D" in name for name in fused.attrs["fused_ops"])
     assert "oneDNN partitions" in plan.summary()
     assert plan.graph_def().node  # encodable as a GraphDef
+
+
+def test_flatten_runs_as_a_zero_copy_view_and_global_mean_as_pooling():
+    w = RNG.normal(size=(5 * 5 * 8, 3)).astype(np.float32)
+
+    def fn(x):
+        a = conv_block(quantized_input(x))
+        pooled = tf.nn.max_pool2d(a, 2, 2, "VALID")
+        flat = qdq(tf.reshape(pooled, [-1, 5 * 5 * 8]), 0.0, 4.0, mode="MIN_FIRST")
+        return tf.matmul(flat, qdq_weights(w, axis=1)), tf.reduce_mean(a, axis=[1, 2])
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X)
+    assert [v.op for v in plan.views] == ["Reshape", "Reshape"]  # the flatten and the pooled mean
+    assert not plan.fallback_by_reason().keys() - {
+        "Identity not translated: it only forwards its input; the executor aliases it, no kernel runs"}
+    kinds = {k for p in plan.partitions for k in p.onednn_ops}
+    assert "ReduceMean" not in kinds and "AvgPool" in kinds

@@ -29,9 +29,10 @@ PYBIND11_MODULE(_native, m) {
         .def("partition", &OneDnnGraph::partition, py::arg("policy") = "fusion");
 
     py::class_<StepSpec>(m, "StepSpec")
-        .def(py::init<size_t, py::object, std::vector<size_t>, std::vector<size_t>, std::string>(),
+        .def(py::init<size_t, py::object, std::vector<size_t>, std::vector<size_t>, std::string,
+                      std::vector<int64_t>>(),
              py::arg("partition"), py::arg("callback"), py::arg("inputs"), py::arg("outputs"),
-             py::arg("name"));
+             py::arg("name"), py::arg("view_shape") = std::vector<int64_t>{});
 
     py::class_<Program>(m, "Program")
         .def(py::init<std::shared_ptr<OneDnnGraph>, std::vector<StepSpec>, std::vector<size_t>,

@@ -44,8 +44,9 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
     for (auto id : input_ids) input_slots_.push_back(slot_of(id));
     for (auto &spec : steps) {
         Step step;
-        if (spec.callback.is_none()) step.partition = &graph_->partition_at(spec.partition);
-        else step.callback = spec.callback;
+        if (!spec.callback.is_none()) step.callback = spec.callback;
+        else if (spec.view_shape.empty()) step.partition = &graph_->partition_at(spec.partition);
+        step.view_shape = spec.view_shape;
         step.name = spec.name;
         for (auto id : spec.inputs) step.inputs.push_back(slot_of(id));
         for (auto id : spec.outputs) step.outputs.push_back(slot_of(id));
@@ -165,6 +166,29 @@ void Program::run_callback(Step &step) {
     }
 }
 
+void Program::run_view(Step &step) {
+    const auto &in = slots_[step.inputs[0]];
+    auto &out = slots_[step.outputs[0]];
+    if (in.desc.get_layout_type() != lt::layout_type::strided)
+        throw std::logic_error("view '" + step.name + "' of a tensor in an opaque layout");
+    auto dims = in.desc.get_dims();
+    int64_t volume = 1, known = 1;
+    for (auto d : dims) volume *= d;
+    std::vector<int64_t> shape = step.view_shape;
+    for (auto d : shape)
+        if (d >= 0) known *= d;
+    for (auto &d : shape)
+        if (d < 0) d = known ? volume / known : 0;
+    int64_t result = 1;
+    for (auto d : shape) result *= d;
+    if (result != volume)
+        throw std::invalid_argument("reshape '" + step.name + "' cannot view " + std::to_string(volume) +
+                                    " elements in its target shape");
+    out.ptr = in.ptr;
+    out.keep = in.keep;
+    out.desc = strided(out.id, out.dtype, shape);
+}
+
 py::list Program::run(const py::sequence &inputs) {
     std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
     {
@@ -186,7 +210,8 @@ py::list Program::run(const py::sequence &inputs) {
     for (auto &step : steps_) {
         auto start = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         if (step.partition) run_partition(step);
-        else run_callback(step);
+        else if (step.callback) run_callback(step);
+        else run_view(step);
         if (profiling_) {
             cpu_stream().wait();
             step.time += std::chrono::steady_clock::now() - start;
@@ -195,7 +220,14 @@ py::list Program::run(const py::sequence &inputs) {
     }
     cpu_stream().wait();
     py::list outputs;
-    for (auto s : output_slots_) outputs.append(slots_[s].keep);
+    for (auto s : output_slots_) {
+        auto &slot = slots_[s];
+        bool owned = !slot.keep.is_none() && py::isinstance<py::array>(slot.keep) &&
+                     py::array(slot.keep).data() == slot.ptr &&
+                     array_dims(py::array(slot.keep)) == slot.desc.get_dims();
+        if (owned) outputs.append(slot.keep);
+        else outputs.append(py::array(slot.np_dtype, slot.desc.get_dims(), {}, slot.ptr));  // a copy
+    }
     for (auto &slot : slots_)
         if (!slot.is_constant) {
             slot.keep = py::object();

@@ -10,14 +10,16 @@
 
 namespace itexlab {
 
-// One step of a plan as Python describes it: a oneDNN partition, or a Python callable that runs
-// the framework's own kernels. Inputs and outputs are tensor ids.
+// One step of a plan as Python describes it: a oneDNN partition, a Python callable that runs
+// the framework's own kernels, or a zero-copy view (reshape) of a plain tensor. Inputs and outputs
+// are tensor ids.
 struct StepSpec {
-    size_t partition;      // index into the graph's partitions; ignored for callbacks
-    py::object callback;   // None for partitions
+    size_t partition;      // index into the graph's partitions, for partition steps
+    py::object callback;   // the callable, for framework steps (None otherwise)
     std::vector<size_t> inputs;
     std::vector<size_t> outputs;
     std::string name;      // for error messages
+    std::vector<int64_t> view_shape;  // target shape (one -1 allowed), for view steps
 };
 
 class Program {
@@ -64,6 +66,7 @@ private:
         const dg::partition *partition = nullptr;
         py::object callback;
         std::string name;
+        std::vector<int64_t> view_shape;
         std::vector<size_t> inputs;   // slot indices
         std::vector<size_t> outputs;  // slot indices
         std::vector<std::unique_ptr<Compiled>> compiled;
@@ -76,6 +79,7 @@ private:
     Compiled &compiled_for(Step &step);
     void run_partition(Step &step);
     void run_callback(Step &step);
+    void run_view(Step &step);
 
     std::shared_ptr<OneDnnGraph> graph_;
     std::vector<Slot> slots_;
