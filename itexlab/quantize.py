@@ -9,7 +9,7 @@ import numpy as np
 
 from . import inc, tfgraph
 from .config import QuantConfig
-from .graph import Graph
+from .graph import DType, Graph, Node, TensorInfo, normalize, split_ref
 from .prepare import prepare
 
 
@@ -77,6 +77,30 @@ def _shape(shape: tuple) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
+def freeze_dynamic_ranges(graph: Graph, batches: list[np.ndarray]) -> Graph:
+    """Give every QuantizeV2 whose min/max INC left as run-time Min/Max ops constant ranges
+    measured on the calibration batches.
+
+    INC freezes ranges from TF Print output it scrapes off stderr; when a line is lost (another
+    thread's log message in the middle), the range stays dynamic, and such a quantizer cannot
+    become a static oneDNN Quantize. We finish the calibration INC meant to do.
+    """
+    dynamic = [r for n in graph.nodes if n.op == "QuantizeV2" for r in n.inputs[1:3] if not graph.is_constant(r)]
+    if not dynamic:
+        return graph
+    dynamic = list(dict.fromkeys(normalize(r) for r in dynamic))
+    measure = tfgraph.GraphFunction(graph, graph.inputs, dynamic)
+    values = [measure(batch) for batch in batches]
+    nodes = {}
+    for i, r in enumerate(dynamic):
+        observed = np.stack([np.asarray(v[i], np.float32) for v in values])
+        is_min = graph.node(r).op == "Min"
+        value = (observed.min(axis=0) if is_min else observed.max(axis=0)).astype(np.float32)
+        nodes[split_ref(r)[0]] = Node(split_ref(r)[0], "Const", [], {"dtype": DType("float32"), "value": value},
+                                      [TensorInfo("float32", tuple(value.shape))])
+    return graph.replace([nodes.get(n.name, n) for n in graph.nodes])
+
+
 def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = None, *,
              legacy: bool = False, progress: bool = True) -> QuantizedModel:
     """Freeze and prepare `model`, then let INC calibrate it into a QDQ graph (and, with
@@ -90,6 +114,6 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
 
     def run_inc(qdq: bool) -> Graph:
         result = inc.quantize(graph_def, config, batches, qdq=qdq, progress=progress)
-        return tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs)
+        return freeze_dynamic_ranges(tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs), batches)
 
     return QuantizedModel(fp32, run_inc(qdq=True), run_inc(qdq=False) if legacy else None, config)

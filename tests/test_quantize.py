@@ -99,3 +99,20 @@ def test_keep_fp32_leaves_the_named_op_alone(cnn):
     assert all(result.qdq.node(r).op != "Dequantize" for r in matmul.inputs)
     conv = next(n for n in result.qdq.nodes if n.op == "Conv2D")
     assert result.qdq.node(conv.inputs[0]).op == "Dequantize"
+
+
+def test_ranges_inc_left_dynamic_are_measured_on_the_calibration_data():
+    from conftest import graph_of
+    from itexlab.quantize import freeze_dynamic_ranges
+
+    def fn(x):
+        flat = tf.reshape(x, [-1])
+        q, lo, hi = tf.quantization.quantize(x, tf.reduce_min(flat), tf.reduce_max(flat), tf.qint8, mode="SCALED")
+        return tf.quantization.dequantize(q, lo, hi, mode="SCALED")
+
+    graph = graph_of(fn, (None, 3))
+    batches = [np.array([[0.5, -2.0, 1.0]], np.float32), np.array([[3.0, 0.0, -1.0]], np.float32)]
+    frozen = freeze_dynamic_ranges(graph, batches)
+    quantizer = next(n for n in frozen.nodes if n.op == "QuantizeV2")
+    assert frozen.constant(quantizer.inputs[1]) == -2.0 and frozen.constant(quantizer.inputs[2]) == 3.0
+    assert freeze_dynamic_ranges(frozen, batches) is frozen
