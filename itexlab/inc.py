@@ -11,6 +11,8 @@ working directory and environment.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import sys
 import tempfile
@@ -133,13 +135,18 @@ def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndar
         inc_config.set_local(pattern, static_config(weight_dtype="fp32", act_dtype="fp32"))
     # Progress goes to a copy of the real stderr: INC redirects fd 2 while it calibrates.
     stream = os.fdopen(os.dup(sys.stderr.fileno() if _has_fileno(sys.stderr) else 2), "w") if progress else None
+    inc_logger = logging.getLogger("neural_compressor")
+    saved_level = inc_logger.level
+    inc_logger.setLevel(logging.ERROR)  # INC logs every graph pass at INFO and prints its config
     try:
-        with _contained(itex_mode=qdq):
+        with _contained(itex_mode=qdq), contextlib.redirect_stdout(io.StringIO()) as inc_output:
             model = quantize_model(graph_def, inc_config, calib_dataloader=_CalibrationLoader(batches, stream),
                                    calib_iteration=len(batches))
     finally:
+        inc_logger.setLevel(saved_level)
         if stream:
             stream.close()
     if model is None:
-        raise RuntimeError("INC returned no quantized model (see its log above)")
+        raise RuntimeError("INC could not quantize the model; its output ended with:\n"
+                           + inc_output.getvalue()[-2000:])
     return model.graph_def
