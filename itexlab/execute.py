@@ -275,8 +275,3 @@ def _segment_function(graph: Graph, nodes: list[Node], external: list[str], outp
         else:
             fetches.append(r)
     return _SegmentFunction(Graph(sub, feeds, fetches), feeds, fetches)
-
-
-def compile_plan(plan: Plan) -> CompiledModel:
-    return CompiledModel(plan)
-

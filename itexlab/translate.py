@@ -17,7 +17,6 @@ from .graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, ref
 
 ONEDNN_DTYPES = {"float32": "f32", "qint8": "s8", "quint8": "u8", "int32": "s32", "bfloat16": "bf16",
                  "int8": "s8", "uint8": "u8"}
-NUMPY_DTYPES = {"f32": "float32", "s8": "int8", "u8": "uint8", "s32": "int32", "bf16": "bfloat16"}
 
 
 class Untranslatable(Exception):
