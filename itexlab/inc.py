@@ -107,10 +107,9 @@ class _CalibrationLoader:
     def __iter__(self):
         for i, batch in enumerate(self.batches, 1):
             if self.progress:
-                print(f"\rcalibrating: batch {i}/{len(self.batches)}", end="", file=self.progress, flush=True)
+                end = "\n" if i == len(self.batches) else ""  # INC may stop before exhausting us
+                print(f"\rcalibrating: batch {i}/{len(self.batches)}", end=end, file=self.progress, flush=True)
             yield batch, np.zeros(len(batch), np.int64)
-        if self.progress:
-            print(file=self.progress, flush=True)
 
 
 def _has_fileno(stream) -> bool:
