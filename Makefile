@@ -11,6 +11,7 @@ NATIVE := $(shell find native -type f)
 system-deps:
 	@missing=""; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	python3 -c "import venv, ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \

@@ -77,6 +77,15 @@ def cmd_inspect(args) -> None:
     if args.json:
         pathlib.Path(args.json).write_text(plan.to_json())
         print(f"plan written to {args.json}")
+    if args.svg or args.html:
+        from . import views
+
+        if args.svg:
+            pathlib.Path(args.svg).write_text(views.render_svg(views.to_dot(plan, args.expand)))
+            print(f"graph view written to {args.svg}")
+        if args.html:
+            pathlib.Path(args.html).write_text(views.standalone_html(plan, args.expand))
+            print(f"graph view written to {args.html}")
 
 
 def cmd_quantize(args) -> None:
@@ -123,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     _add_model_arguments(inspect)
     inspect.add_argument("--json", help="write the plan as JSON")
     inspect.add_argument("-v", "--verbose", action="store_true", help="list every partition and TF op")
+    inspect.add_argument("--svg", help="write the partition graph view as SVG")
+    inspect.add_argument("--html", help="write the partition graph view and tables as an HTML page")
+    inspect.add_argument("--expand", action="store_true", help="draw every partition's ops, not one box")
     inspect.set_defaults(func=cmd_inspect)
 
     quant = sub.add_parser("quantize", help="quantize a model and write its QDQ graph and plan")

@@ -112,6 +112,12 @@ class Plan:
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        """The graph view as static HTML/SVG: shows in any notebook front end, survives nbconvert."""
+        from .views import plan_html
+
+        return plan_html(self)
+
     # ------------------------------------------------------------------ the rewritten graph
 
     def rewritten(self) -> Graph:

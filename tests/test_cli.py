@@ -37,8 +37,10 @@ def test_quantize_writes_graphs_and_never_overwrites(model_files, tmp_path):
             "--calibration-batches", "2", "--out", str(out)]
     main(args)
     assert {p.name for p in out.iterdir()} == {"qdq.pb", "partitioned.pb", "plan.json"}
-    # the QDQ graph written out can be inspected again without calibration data
-    main(["inspect", str(out / "qdq.pb")])
+    # the QDQ graph written out can be inspected again without calibration data, and drawn
+    main(["inspect", str(out / "qdq.pb"), "--svg", str(tmp_path / "plan.svg"), "--html", str(tmp_path / "plan.html")])
+    assert "<svg" in (tmp_path / "plan.svg").read_text()
+    assert "<h3>Partitions</h3>" in (tmp_path / "plan.html").read_text()
     with pytest.raises(SystemExit, match="not empty"):
         main(args)
 

@@ -1,0 +1,136 @@
+"""Plain data about a plan for people and scripts: what each partition holds, what it costs,
+how its tensors are quantized, and why every other op stayed on TensorFlow.
+
+Views (graph drawings, widgets, HTML) render these; they compute nothing of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from .graph import CONSTANT_OPS, Graph, Node
+from .partition import Plan
+
+QUANTIZED_DTYPES = {"qint8", "quint8"}
+
+
+def macs(node: Node, graph: Graph) -> int:
+    """Multiply-accumulates per image of a Conv2D, depthwise convolution or MatMul."""
+    if node.op not in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+        return 0
+    out = node.outputs[0].shape
+    weights = graph.tensor(node.inputs[1]).shape
+    if out is None or weights is None or None in out[1:] or None in weights:
+        return 0
+    if node.op == "MatMul":
+        return int(np.prod(weights))
+    # Ho*Wo * KH*KW*Ci*Co (Conv2D) or Ho*Wo * KH*KW*C*M (depthwise): every weight once per pixel
+    return int(np.prod(out[1:3])) * int(np.prod(weights))
+
+
+def placement(plan: Plan) -> dict[str, str]:
+    """TF node name -> "partition <id>", "view" or "TF"."""
+    where = {n.name: f"partition {p.id}" for p in plan.partitions for n in p.nodes}
+    where.update({v.name: "view" for v in plan.views})
+    where.update({f.name: "TF" for f in plan.fallback})
+    return where
+
+
+def mac_share(plan: Plan) -> float:
+    """Share of the model's multiply-accumulates that run inside INT8 partitions."""
+    int8_nodes = {n.name for p in plan.partitions if p.quantized for n in p.nodes}
+    total = inside = 0
+    for node in plan.source.nodes:
+        m = macs(node, plan.source)
+        total += m
+        inside += m if node.name in int8_nodes else 0
+    return inside / total if total else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    partitions: int
+    int8_partitions: int
+    fused_ops: int
+    tf_ops: int
+    views: int
+    int8_mac_share: float
+
+    def headline(self) -> str:
+        return (f"{self.partitions} oneDNN partitions ({self.int8_partitions} INT8) · {self.fused_ops} ops fused · "
+                f"{self.tf_ops} left to TF · {100 * self.int8_mac_share:.1f}% of MACs in INT8 partitions")
+
+
+def counts(plan: Plan) -> Counts:
+    return Counts(len(plan.partitions), sum(p.quantized for p in plan.partitions), plan.fused_node_count(),
+                  len(plan.fallback), len(plan.views), mac_share(plan))
+
+
+def partitions_frame(plan: Plan, latency: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per oneDNN partition. `latency`: partition name -> seconds (CompiledModel.profile)."""
+    rows = []
+    for p in plan.partitions:
+        ops = Counter(n.op for n in p.nodes)
+        rows.append({
+            "id": p.id, "name": p.name, "int8": p.quantized, "tf_ops": len(p.nodes),
+            "ops": ", ".join(f"{op}×{n}" if n > 1 else op for op, n in ops.items()),
+            "onednn_ops": " + ".join(p.onednn_ops),
+            "inputs": ", ".join(t.describe() for t in p.inputs if not t.constant),
+            "outputs": ", ".join(t.describe() for t in p.outputs),
+            "macs": sum(macs(plan.source.node(n.name), plan.source) for n in p.nodes),
+            "latency_ms": None if latency is None else 1000 * latency.get(p.name, float("nan")),
+        })
+    return pd.DataFrame(rows, columns=["id", "name", "int8", "tf_ops", "ops", "onednn_ops", "inputs", "outputs",
+                                       "macs", "latency_ms"])
+
+
+def nodes_frame(plan: Plan) -> pd.DataFrame:
+    """One row per TF op of the partitioned graph: where it runs, and why when it is not fused."""
+    where = placement(plan)
+    reasons = {f.name: f.reason for f in plan.fallback}
+    reasons.update({v.name: "runs as a zero-copy view in the executor" for v in plan.views})
+    rows = [{"name": n.name, "op": n.op, "placement": where.get(n.name, "TF"),
+             "reason": reasons.get(n.name, "")}
+            for n in plan.source.nodes if n.op not in CONSTANT_OPS and n.op != "Placeholder"]
+    return pd.DataFrame(rows, columns=["name", "op", "placement", "reason"])
+
+
+def quantization_frame(plan: Plan) -> pd.DataFrame:
+    """Scales and zero points of every Quantize/Dequantize inside a partition."""
+    partition_of = {n.name: p.id for p in plan.partitions for n in p.nodes}
+    rows = []
+    for op in plan.translation.ops if plan.translation else []:
+        if op.kind not in ("Quantize", "Dequantize") or op.node not in partition_of:
+            continue
+        scales, zps = np.asarray(op.attrs["scales"]), np.asarray(op.attrs["zps"])
+        rows.append({"partition": partition_of[op.node], "node": op.node, "kind": op.kind,
+                     "qtype": op.attrs["qtype"], "channels": len(scales),
+                     "scale": float(scales[0]) if len(scales) == 1 else f"{scales.min():.3g}…{scales.max():.3g}",
+                     "zero_point": int(zps[0]) if len(zps) == 1 else f"{zps.min()}…{zps.max()}"})
+    return pd.DataFrame(rows, columns=["partition", "node", "kind", "qtype", "channels", "scale", "zero_point"])
+
+
+def partition_details(plan: Plan, partition_id: int, latency: dict[str, float] | None = None) -> dict:
+    """Everything about one partition, as plain data (what the inspector shows)."""
+    p = plan.partitions[partition_id]
+    quant = quantization_frame(plan)
+    return {
+        "id": p.id, "name": p.name, "int8": p.quantized,
+        "tf_ops": [dataclasses.asdict(n) for n in p.nodes],
+        "onednn_ops": list(p.onednn_ops),
+        "inputs": [{"name": t.name, "tensor": t.describe(), "constant": t.constant} for t in p.inputs],
+        "outputs": [{"name": t.name, "tensor": t.describe()} for t in p.outputs],
+        "quantization": quant[quant.partition == p.id].drop(columns="partition").to_dict("records"),
+        "macs": int(sum(macs(plan.source.node(n.name), plan.source) for n in p.nodes)),
+        "latency_ms": None if latency is None or p.name not in latency else 1000 * latency[p.name],
+    }
+
+
+def node_details(plan: Plan, name: str) -> dict:
+    """Where a TF op runs and, when not fused, why."""
+    row = nodes_frame(plan).set_index("name").loc[name]
+    return {"name": name, "op": row["op"], "placement": row["placement"], "reason": row["reason"]}
