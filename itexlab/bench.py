@@ -40,11 +40,31 @@ class Report:
     results: list[Result]
     quality: list[Quality]
     partitions: dict[str, dict]   # model -> counts from its plan
+    sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # model -> system -> bytes
 
     def to_dict(self) -> dict:
         return {"results": [dataclasses.asdict(r) for r in self.results],
                 "quality": [dataclasses.asdict(q) for q in self.quality],
-                "partitions": self.partitions}
+                "partitions": self.partitions, "sizes": self.sizes}
+
+    def extend(self, other: "Report") -> None:
+        self.results += other.results
+        self.quality += other.quality
+        self.partitions.update(other.partitions)
+        self.sizes.update(other.sizes)
+
+    def frame(self):
+        """One row per (model, system, batch): latency, spread, throughput, speedup, quality, size."""
+        import pandas as pd
+
+        quality = {(q.model, q.system): (q.metric, q.value) for q in self.quality}
+        rows = []
+        for r in self.results:
+            metric, value = quality.get((r.model, r.system), (None, None))
+            size = self.sizes.get(r.model, {}).get(r.system)
+            rows.append({**dataclasses.asdict(r), "quality_metric": metric, "quality": value,
+                         "size_mb": None if size is None else size / 2**20})
+        return pd.DataFrame(rows)
 
     def table(self, model: str) -> str:
         quality = {q.system: q for q in self.quality if q.model == model}
@@ -59,26 +79,32 @@ class Report:
         counts = self.partitions.get(model)
         if counts:
             lines.append(f"partitions: {counts['partitions']} ({counts['int8_partitions']} INT8), "
-                         f"{counts['fused_ops']} TF ops fused, {counts['fallback_ops']} left to TF")
+                         f"{counts['fused_ops']} TF ops fused, {counts['tf_ops']} left to TF, "
+                         f"{100 * counts['int8_mac_share']:.1f}% of MACs in INT8 partitions")
         return "\n".join(lines)
 
 
+ProgressCallback = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def print_progress(what: str, done: int, total: int) -> None:
+    print(f"\r{what}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
 def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batch: np.ndarray,
-            repeats: int = 20, warmup: int = 3, progress: bool = True) -> list[Result]:
+            repeats: int = 20, warmup: int = 3, progress: ProgressCallback | None = print_progress) -> list[Result]:
     """Median latency of each system on the same batch, interleaved round-robin."""
     times: dict[str, list[float]] = {name: [] for name in systems}
     for fn in systems.values():
         for _ in range(warmup):
             fn(batch)
     for i in range(repeats):
-        if progress:
-            print(f"\r{model} batch {len(batch)}: repeat {i + 1}/{repeats}", end="", file=sys.stderr, flush=True)
         for name, fn in systems.items():
             start = time.perf_counter()
             fn(batch)
             times[name].append(time.perf_counter() - start)
-    if progress:
-        print(file=sys.stderr)
+        if progress:
+            progress(f"{model} batch {len(batch)}", i + 1, repeats)
     results = []
     for name, ts in times.items():
         q1, median, q3 = np.percentile(ts, [25, 50, 75])

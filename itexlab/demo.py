@@ -1,24 +1,61 @@
-"""The main job: quantize the built-in models, partition and run them, and compare FP32 on TF,
-INC's legacy INT8 on TF and itexlab's INT8, side by side."""
+"""Comparisons of FP32 on TF, INC's legacy INT8 on TF and itexlab's INT8 — for one workload in
+a notebook, or for the built-in models as the main job."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
-from . import bench, models, tfgraph
+import numpy as np
+
+from . import bench, inspect, models, tfgraph
 from .config import PartitionConfig, QuantConfig
 from .execute import CompiledModel
+from .graph import Graph
 from .partition import Plan, make_plan
-from .quantize import quantize
+from .quantize import QuantizedModel, quantize
 
 
-def plan_counts(plan: Plan) -> dict:
-    return {"partitions": len(plan.partitions), "int8_partitions": sum(p.quantized for p in plan.partitions),
-            "fused_ops": plan.fused_node_count(), "fallback_ops": len(plan.fallback)}
+@dataclasses.dataclass
+class Comparison:
+    """One workload quantized and partitioned, with the three systems ready to run."""
+
+    workload: models.Workload
+    quantized: QuantizedModel
+    plan: Plan
+    systems: dict[str, object]
+
+    @property
+    def int8(self) -> CompiledModel:
+        return self.systems["itexlab-int8"]
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes of weights and graph each system holds."""
+        def graph_bytes(graph: Graph) -> int:
+            return tfgraph.graph_def_from_graph(graph).ByteSize()
+        constants = self.plan.translation.constants.values() if self.plan.translation else []
+        fallback = {f.name for f in self.plan.fallback}
+        tf_part = Graph([n for n in self.plan.source.nodes if n.name in fallback], [], [])
+        return {"tf-fp32": graph_bytes(self.quantized.fp32), "tf-int8-legacy": graph_bytes(self.quantized.legacy),
+                "itexlab-int8": sum(int(np.asarray(c).nbytes) for c in constants) + graph_bytes(tf_part)}
+
+    def measure(self, repeats: int = 20, batch_sizes: tuple[int, ...] | None = None,
+                progress: bench.ProgressCallback | None = bench.print_progress) -> bench.Report:
+        w = self.workload
+        results = []
+        for size in batch_sizes or w.batch_sizes:
+            results += bench.measure(self.systems, w.name, bench.batch_of(w.sample, size), repeats, progress=progress)
+        if w.evaluation is not None:
+            quality = bench.quality(self.systems, w.name, w.evaluation.x, w.evaluation.y)
+        else:
+            quality = bench.quality(self.systems, w.name, w.sample, None)
+        counts = dataclasses.asdict(inspect.counts(self.plan))
+        return bench.Report(results, quality, {w.name: counts}, {w.name: self.sizes()})
 
 
-def run_workload(workload: models.Workload, repeats: int, calibration_batches: int = 10,
-                 partition_config: PartitionConfig | None = None) -> bench.Report:
+def compare(workload: models.Workload, calibration_batches: int = 10,
+            partition_config: PartitionConfig | None = None) -> Comparison:
+    """Quantize a workload with INC (QDQ and legacy outputs) and partition it."""
     log = lambda msg: print(f"[{workload.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     log("freezing and quantizing with INC (QDQ and legacy outputs)")
     stock = tfgraph.load(workload.model)
@@ -31,22 +68,12 @@ def run_workload(workload: models.Workload, repeats: int, calibration_batches: i
         "tf-int8-legacy": tfgraph.GraphFunction(quantized.legacy, quantized.legacy.inputs, quantized.legacy.outputs),
         "itexlab-int8": CompiledModel(plan),
     }
-    results = []
-    for size in workload.batch_sizes:
-        results += bench.measure(systems, workload.name, bench.batch_of(workload.sample, size), repeats)
-    if workload.evaluation is not None:
-        quality = bench.quality(systems, workload.name, workload.evaluation.x, workload.evaluation.y)
-    else:
-        quality = bench.quality(systems, workload.name, workload.sample, None)
-    return bench.Report(results, quality, {workload.name: plan_counts(plan)})
+    return Comparison(workload, quantized, plan, systems)
 
 
 def main_job(names: list[str], repeats: int) -> bench.Report:
     report = bench.Report([], [], {})
     for name in names:
-        part = run_workload(models.BUILTIN[name](), repeats)
-        report.results += part.results
-        report.quality += part.quality
-        report.partitions.update(part.partitions)
+        report.extend(compare(models.BUILTIN[name]()).measure(repeats))
         print(f"\n== {name} ==\n{report.table(name)}\n", flush=True)
     return report

@@ -54,3 +54,35 @@ def plan_widget(plan: Plan, latency: dict[str, float] | None = None):
     pick.observe(show, "value")
     show()
     return w.VBox([w.HBox([expand, zoom]), drawing, pick, info])
+
+
+def comparison_widget(comparison, repeats: int = 20):
+    """FP32 vs INT8 legacy vs itexlab INT8 for one workload, with a button to (re)measure."""
+    w = _ipywidgets()
+    from IPython.display import clear_output, display
+
+    from . import plots
+
+    button = w.Button(description="run measurement", icon="play", button_style="success")
+    bar = w.IntProgress(min=0, max=1, description="idle")
+    output = w.Output()
+
+    def progress(what: str, done: int, total: int) -> None:
+        bar.description, bar.max, bar.value = what, total, done
+
+    def run(_=None):
+        button.disabled = True
+        try:
+            report = comparison.measure(repeats, progress=progress)
+            with output:
+                clear_output(wait=True)
+                display(report.frame())
+                display(plots.comparison_figure(report, comparison.workload.name))
+        finally:
+            button.disabled = False
+        return report
+
+    button.on_click(run)
+    box = w.VBox([w.HBox([button, bar]), output])
+    box.run = run  # for scripts and tests: the same action as the button
+    return box

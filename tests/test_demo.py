@@ -1,0 +1,52 @@
+"""The comparison behind the main job and the notebooks, on a tiny workload."""
+
+import json
+
+import keras
+import matplotlib
+import numpy as np
+import pytest
+
+from itexlab import data, models, plots, widgets
+from itexlab.demo import compare
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    keras.utils.set_random_seed(0)
+    train, test = data.digits(size=16)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(16, 3, activation="relu"),
+                              keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    models.train(model, train, epochs=3)
+    workload = models.Workload("tiny", model, train.x[:64], test, test.x[:32], (1, 8))
+    return compare(workload, calibration_batches=2)
+
+
+def test_report_as_data_table_json_and_plot(comparison):
+    report = comparison.measure(repeats=3, progress=None)
+    frame = report.frame()
+    assert set(frame.system) == {"tf-fp32", "tf-int8-legacy", "itexlab-int8"}
+    assert set(frame.batch) == {1, 8} and (frame.latency_ms > 0).all() and (frame.ips > 0).all()
+    fp32 = frame[frame.system == "tf-fp32"]
+    assert np.allclose(fp32.speedup, 1.0)
+    assert (frame.quality_metric == "accuracy").all() and (frame.quality > 0.5).all()
+    sizes = report.sizes["tiny"]
+    assert sizes["itexlab-int8"] < sizes["tf-fp32"]  # int8 weights
+    payload = json.loads(json.dumps(report.to_dict()))
+    assert {"system", "model", "batch", "latency_ms", "ips"} <= set(payload["results"][0])
+    assert "itexlab-int8" in report.table("tiny")
+    figure = plots.comparison_figure(report, "tiny")
+    assert len(figure.axes) == 2 and len(figure.axes[0].patches) == 6
+    profile = plots.profile_figure(dict(comparison.int8.profile(comparison.workload.sample[:1], 2)), comparison.plan)
+    assert profile.axes[0].patches
+
+
+def test_comparison_widget_measures_on_demand(comparison):
+    widget = widgets.comparison_widget(comparison, repeats=2)
+    button, bar = widget.children[0].children
+    report = widget.run()
+    assert bar.value == bar.max == 2 and not button.disabled
+    assert {r.system for r in report.results} == {"tf-fp32", "tf-int8-legacy", "itexlab-int8"}
