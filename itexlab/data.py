@@ -15,34 +15,41 @@ class Split:
 
 
 def digits(size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> tuple[Split, Split]:
-    """The 1,797 8x8 digits of scikit-learn, scaled to [0, 1] and resized to size x size, as a
-    stratified (train, test) split."""
+    """The 1,797 8x8 digits of scikit-learn, scaled to [0, 1] and resized (bilinear) to
+    size x size, as a stratified (train, test) split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    images = (bunch.images / 16.0).astype(np.float32)
-    factor = size // 8
-    if size % 8:
-        raise ValueError(f"size must be a multiple of 8, not {size}")
-    images = images.repeat(factor, axis=1).repeat(factor, axis=2)[..., None]
+    images = resize((bunch.images / 16.0).astype(np.float32)[..., None], size)
     x_train, x_test, y_train, y_test = train_test_split(
         images, bunch.target.astype(np.int64), test_size=test_fraction, random_state=seed,
         stratify=bunch.target)
     return Split(x_train, y_train), Split(x_test, y_test)
 
 
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of NHWC images to size x size (numpy only: no TF needed for data)."""
+    n, h, w, c = images.shape
+
+    def axis_weights(src: int):
+        grid = np.linspace(0, src - 1, size)
+        lo = np.floor(grid).astype(int).clip(0, max(src - 2, 0))
+        hi = np.minimum(lo + 1, src - 1)
+        return lo, hi, (grid - lo).astype(np.float32)
+
+    lo, hi, t = axis_weights(h)
+    rows = images[:, lo] * (1 - t)[None, :, None, None] + images[:, hi] * t[None, :, None, None]
+    lo, hi, t = axis_weights(w)
+    return (rows[:, :, lo] * (1 - t)[None, None, :, None] + rows[:, :, hi] * t[None, None, :, None]).astype(np.float32)
+
+
 def synthetic_images(count: int, size: int = 299, channels: int = 3, seed: int = 0) -> np.ndarray:
     """Smooth random colour images in [-1, 1] (Inception's input range): low-frequency noise plus
     edges, so activations have the spread of natural images rather than of white noise."""
     rng = np.random.default_rng(seed)
-    coarse = rng.uniform(-1, 1, (count, 8, 8, channels)).astype(np.float32)
-    # Bilinear upsampling by separable linear interpolation.
+    images = resize(rng.uniform(-1, 1, (count, 8, 8, channels)).astype(np.float32), size)
     grid = np.linspace(0, 7, size)
-    lo = np.floor(grid).astype(int).clip(0, 6)
-    t = (grid - lo).astype(np.float32)
-    rows = coarse[:, lo] * (1 - t)[None, :, None, None] + coarse[:, lo + 1] * t[None, :, None, None]
-    images = rows[:, :, lo] * (1 - t)[None, None, :, None] + rows[:, :, lo + 1] * t[None, None, :, None]
     edges = np.sign(np.sin(grid[None, :, None, None] * rng.uniform(0.5, 3, (count, 1, 1, 1))))
     images = 0.8 * images + 0.2 * edges.astype(np.float32)
     return np.clip(images, -1, 1).astype(np.float32)

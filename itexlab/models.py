@@ -63,12 +63,14 @@ def train(model, train_split: data.Split, epochs: int = 12, seed: int = 0, verbo
     return model
 
 
-def inception_v3(weights: str | None = None, input_shape=(299, 299, 3), sample: np.ndarray | None = None):
-    """Keras' Inception V3. With random weights, BatchNorm statistics are re-estimated on `sample`
-    (default: synthetic images) so activations have realistic ranges for calibration."""
+def inception_v3(weights: str | None = None, input_shape=(299, 299, 3), sample: np.ndarray | None = None,
+                 classes: int = 1000):
+    """Keras' Inception V3. `weights`: None (random), a local weights file, or "imagenet" (online
+    only). With random weights, BatchNorm statistics are re-estimated on `sample` (default:
+    synthetic images) so activations have realistic ranges for calibration."""
     import keras
 
-    model = keras.applications.InceptionV3(weights=weights, input_shape=input_shape)
+    model = keras.applications.InceptionV3(weights=weights, input_shape=input_shape, classes=classes)
     if weights is None:
         reestimate_batch_norm(model, data.synthetic_images(8, input_shape[0]) if sample is None else sample)
     return model
@@ -100,6 +102,28 @@ def inception_v3_workload(weights: str | None = None, seed: int = 0) -> Workload
     model = inception_v3(weights)
     return Workload("inception_v3", model, data.synthetic_images(20, seed=seed + 1), None,
                     data.synthetic_images(32, seed=seed + 2), (1, 16))
+
+
+def inception_v3_digits_workload(epochs: int = 3, size: int = 80, train_limit: int | None = None,
+                                 seed: int = 0) -> tuple[Workload, Workload]:
+    """Inception V3 really trained, briefly, on the digits at a small input size (the network is
+    fully convolutional up to global pooling), then the same weights at 299x299.
+
+    Returns (small, full): `small` carries the test split for a meaningful accuracy comparison,
+    `full` the 299x299 model for speed (its sample is the test digits resized to 299x299).
+    """
+    train_split, test_split = data.digits(size=size)
+    if train_limit:
+        train_split = data.Split(train_split.x[:train_limit], train_split.y[:train_limit])
+    to_rgb = lambda x: np.repeat(x, 3, axis=-1) * 2 - 1  # noqa: E731  (Inception takes [-1, 1] RGB)
+    train_split, test_split = (data.Split(to_rgb(s.x), s.y) for s in (train_split, test_split))
+    small = inception_v3(None, (size, size, 3), sample=train_split.x[:64], classes=10)
+    train(small, train_split, epochs=epochs, seed=seed)
+    full = inception_v3(None, (299, 299, 3), sample=data.resize(train_split.x[:8], 299), classes=10)
+    full.set_weights(small.get_weights())
+    test_299 = data.resize(test_split.x[:32], 299)
+    return (Workload("inception_v3_digits", small, train_split.x[:40], test_split, test_split.x[:64], (1, 16)),
+            Workload("inception_v3_299", full, data.resize(train_split.x[:20], 299), None, test_299, (1, 16)))
 
 
 BUILTIN: dict[str, Callable[[], Workload]] = {

@@ -248,7 +248,10 @@ def _weight_qdq_folded(node: Node, folded: Graph, unfolded: Graph) -> bool:
     if node.op not in WEIGHTED_OPS or node.name not in unfolded:
         return False
     before = unfolded.node(unfolded.node(node.name).inputs[1])
-    return before.op == "Dequantize" and folded.is_constant(node.inputs[1])
+    after = folded.node(node.inputs[1])
+    if after.op == "Dequantize":  # TF folded the QuantizeV2 into a qint8 constant but kept this
+        after = folded.node(after.inputs[0])
+    return before.op == "Dequantize" and after.op in CONSTANT_OPS
 
 
 def _plan_tensor(translation: Translation, reference: str) -> PlanTensor:

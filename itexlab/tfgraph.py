@@ -274,6 +274,9 @@ def grappler_constant_folding(graph: Graph) -> Graph:
     from tensorflow.python.grappler import tf_optimizer
 
     graph_def = graph_def_from_graph(graph)
+    for node in graph_def.node:  # INC pins ranges as HostConst, which grappler does not fold through
+        if node.op == "HostConst":
+            node.op = "Const"
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")

@@ -194,3 +194,18 @@ def test_flatten_runs_as_a_zero_copy_view_and_global_mean_as_pooling():
         "Identity not translated: it only forwards its input; the executor aliases it, no kernel runs"}
     kinds = {k for p in plan.partitions for k in p.onednn_ops}
     assert "ReduceMean" not in kinds and "AvgPool" in kinds
+
+
+def test_constant_folding_also_folds_through_inc_host_constants():
+    # INC pins quantization ranges as HostConst; TF's folding must see through them as ITEX's does.
+    import dataclasses
+
+    from itexlab.graph import Graph
+
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    ranges = {r.split(":")[0] for n in graph.nodes if n.op == "QuantizeV2" for r in n.inputs[1:3]}
+    nodes = [dataclasses.replace(n, op="HostConst") if n.name in ranges else n for n in graph.nodes]
+    graph = Graph(nodes, graph.inputs, graph.outputs)
+    plan = make_plan(graph, PartitionConfig(tf_constant_folding=True))
+    conv = next(f for f in plan.fallback if f.op == "Conv2D")
+    assert "constant-folded away" in conv.reason
