@@ -6,14 +6,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.itexlab-installed
 NATIVE := $(shell find native -type f)
 
-.PHONY: setup demo test clean system-deps
+.PHONY: setup demo test lab clean system-deps
 
+# System packages: the same list Binder installs (binder/apt.txt), plus what a venv and the
+# browser test (Debian's chromium, driven by Playwright) need.
 system-deps:
 	@missing=""; \
-	command -v g++ >/dev/null || missing="$$missing g++"; \
-	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	for pkg in $$(grep -v '^#' binder/apt.txt) python3-venv chromium; do \
+		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
-	python3 -c "import venv, ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -25,8 +27,10 @@ $(PY): | system-deps
 
 # The native extension is built by the package build (scikit-build-core + CMake + pybind11,
 # against oneDNN 3.2 from the onednn-devel-cpu-gomp wheel), in an isolated build environment.
-$(STAMP): $(PY) pyproject.toml $(NATIVE)
-	$(PY) -m pip install -q -e ".[test]"
+# Extras as in binder/requirements.txt (Binder installs `.[notebook]`), plus the test tools.
+$(STAMP): $(PY) pyproject.toml binder/requirements.txt $(NATIVE)
+	$(PY) -m pip install -q -e ".[notebook,test]"
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH binder/postBuild
 	touch $@
 
 setup: $(STAMP)
@@ -36,6 +40,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# JupyterLab with the tutorials (notebooks/).
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
 
 clean:
 	rm -rf build out $(STAMP)
