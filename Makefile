@@ -43,7 +43,7 @@ test: setup
 
 # JupyterLab with the tutorials (notebooks/).
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks --LabApp.extension_manager=readonly
 
 clean:
 	rm -rf build out $(STAMP)

@@ -43,8 +43,10 @@ def lab(tmp_path):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.open_browser=False",
-         "--LabApp.news_url=", "--LabServerApp.extra_labextensions_path="],
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
+         # offline: no extension manager querying PyPI, no news or update checks
+         "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -76,8 +78,8 @@ def test_inception_tutorial_in_jupyterlab(lab):
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
         page.wait_for_timeout(3000)  # let the kernel start; cells run queue behind it anyway
-        page.click("#jp-MainMenu >> text=Run")
-        page.click("li[data-command='notebook:run-all-cells']")
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         # The partition view: an SVG whose partition boxes are filled green.
         partitions = page.locator(f".jp-OutputArea-output svg g.node path[fill='{GREEN}'], "
                                   f".jp-OutputArea-output svg g.node polygon[fill='{GREEN}']")
