@@ -1,8 +1,19 @@
-"""itexlab: INT8 quantization of TensorFlow models on CPU, partitioned and run with oneDNN Graph."""
+"""itexlab: INT8 quantization of TensorFlow models on CPU, partitioned and run with oneDNN Graph.
 
-from .config import PartitionConfig, QuantConfig
-from .execute import CompiledModel
-from .partition import Plan, make_plan
-from .quantize import QuantizedModel, quantize
+The public names load on first use, so `import itexlab` (and the CLI) can set thread counts
+before TensorFlow and oneDNN start their thread pools.
+"""
 
-__all__ = ["CompiledModel", "PartitionConfig", "Plan", "QuantConfig", "QuantizedModel", "make_plan", "quantize"]
+import importlib
+
+_PUBLIC = {
+    "CompiledModel": "execute", "PartitionConfig": "config", "Plan": "partition", "QuantConfig": "config",
+    "QuantizedModel": "quantize", "make_plan": "partition", "quantize": "quantize",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'itexlab' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)

@@ -105,6 +105,28 @@ def cmd_quantize(args) -> None:
     print(f"wrote {out}/qdq.pb, {out}/partitioned.pb and {out}/plan.json")
 
 
+def cmd_bench(args) -> None:
+    from . import cpu
+
+    if args.threads:
+        cpu.pin_threads(args.threads)  # before TensorFlow and oneDNN load
+    from . import benchmark, models
+
+    workload = models.inception_v3_workload(args.weights) if args.model == "inception_v3" else \
+        models.BUILTIN[args.model]()
+    result = benchmark.run(workload, tuple(args.batch or workload.batch_sizes), args.repeats,
+                           breakdown=args.breakdown, with_tflite=not args.no_tflite)
+    print(result.markdown())
+    if args.breakdown:
+        print("\nper-step time at batch 1 (ms):")
+        for label, seconds in sorted(result.breakdown, key=lambda t: -t[1]):
+            print(f"  {1000 * seconds:8.3f}  {label}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+    if args.markdown:
+        pathlib.Path(args.markdown).write_text(result.markdown() + "\n")
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="built-in name (alexnet, inception_v3) or a .keras/.pb/SavedModel path")
     p.add_argument("--calibration", help="calibration inputs as a .npy file, samples first")
@@ -127,6 +149,18 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--repeats", type=int, default=20)
     demo.add_argument("--json", help="also write the results as JSON")
     demo.set_defaults(func=cmd_demo)
+
+    benchmark = sub.add_parser("bench", help="benchmark FP32 and every INT8 path side by side")
+    benchmark.add_argument("model", choices=["alexnet", "inception_v3"])
+    benchmark.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: the model's)")
+    benchmark.add_argument("--repeats", type=int, default=20)
+    benchmark.add_argument("--threads", type=int, help="threads for TF and oneDNN (default: all cores)")
+    benchmark.add_argument("--weights", help="Inception V3 weights file")
+    benchmark.add_argument("--breakdown", action="store_true", help="also time every executor step")
+    benchmark.add_argument("--no-tflite", action="store_true", help="skip TFLite INT8 even when installed")
+    benchmark.add_argument("--json", help="write results as JSON")
+    benchmark.add_argument("--markdown", help="write the table as Markdown")
+    benchmark.set_defaults(func=cmd_bench)
 
     inspect = sub.add_parser("inspect", help="print a model's partition plan")
     _add_model_arguments(inspect)

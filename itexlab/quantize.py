@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -25,6 +26,7 @@ class QuantizedModel:
     qdq: Graph                 # QuantizeV2 -> Dequantize around FP32 ops: what oneDNN Graph partitions
     legacy: Graph | None       # INC's default fused quantized TF ops, when asked for
     config: QuantConfig
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # time per stage
 
 
 def calibration_batches(data: Any, graph: Graph, count: int) -> list[np.ndarray]:
@@ -106,14 +108,23 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
     """Freeze and prepare `model`, then let INC calibrate it into a QDQ graph (and, with
     legacy=True, also INC's default fused-op INT8 graph for comparison)."""
     config = config or QuantConfig()
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
     fp32 = prepare(tfgraph.load(model))
+    seconds["load_and_prepare"] = time.perf_counter() - start
     if len(fp32.inputs) != 1:
         raise tfgraph.ModelError(f"itexlab quantizes single-input models; this one has {len(fp32.inputs)}")
     batches = calibration_batches(calibration_data, fp32, config.calibration_batches)
     graph_def = tfgraph.graph_def_from_graph(fp32)
 
     def run_inc(qdq: bool) -> Graph:
+        start = time.perf_counter()
         result = inc.quantize(graph_def, config, batches, qdq=qdq, progress=progress)
-        return freeze_dynamic_ranges(tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs), batches)
+        seconds["inc_qdq" if qdq else "inc_legacy"] = time.perf_counter() - start
+        start = time.perf_counter()
+        graph = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs), batches)
+        seconds["import_qdq" if qdq else "import_legacy"] = time.perf_counter() - start
+        return graph
 
-    return QuantizedModel(fp32, run_inc(qdq=True), run_inc(qdq=False) if legacy else None, config)
+    qdq = run_inc(qdq=True)
+    return QuantizedModel(fp32, qdq, run_inc(qdq=False) if legacy else None, config, seconds)

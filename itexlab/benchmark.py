@@ -1,0 +1,96 @@
+"""The benchmark: every INT8 path and FP32, side by side in one process, for a model and a list of
+batch sizes; the numbers the performance goals are checked against."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from . import bench, cpu, inspect, models, tfgraph, tflite
+from .config import QuantConfig
+from .execute import CompiledModel
+from .partition import make_plan
+from .quantize import quantize
+
+
+@dataclasses.dataclass
+class Benchmark:
+    model: str
+    isa: list[str]
+    threads: int
+    report: bench.Report
+    first_result_seconds: dict[str, float]   # stage -> seconds, INC calibration and itexlab's own part
+    executor_overhead: dict[str, float]      # at batch 1: run time outside oneDNN partitions
+    breakdown: list[tuple[str, float]] | None
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "cpu": {"isa": self.isa, "threads": self.threads},
+                **self.report.to_dict(), "time_to_first_result": self.first_result_seconds,
+                "executor_overhead": self.executor_overhead,
+                "breakdown": None if self.breakdown is None else [{"step": s, "ms": 1000 * t} for s, t in self.breakdown]}
+
+    def markdown(self) -> str:
+        lines = [f"**{self.model}** — {self.threads} threads, CPU INT8 features: {', '.join(self.isa) or 'none'}", "",
+                 "| system | batch | latency ms (median) | IQR ms | img/s | vs TF FP32 |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r.system} | {r.batch} | {r.latency_ms:.2f} | {r.spread_ms:.2f} | {r.ips:.1f} | {r.speedup:.2f}x |"
+                  for r in self.report.results]
+        s = self.first_result_seconds
+        lines += ["", f"Time to first INT8 result: {s['total']:.1f} s — INC calibration {s['inc_calibration']:.1f} s, "
+                      f"itexlab's own part {s['itexlab']:.2f} s (prepare {s['load_and_prepare']:.2f}, import "
+                      f"{s['import_qdq']:.2f}, partition {s['partition']:.2f}, compile+first run {s['first_run']:.2f})."]
+        o = self.executor_overhead
+        lines += [f"Executor overhead at batch 1: {o['overhead_ms']:.2f} ms of {o['latency_ms']:.2f} ms "
+                  f"({100 * o['share']:.1f}%) outside oneDNN partitions."]
+        return "\n".join(lines)
+
+
+def executor_overhead(model: CompiledModel, batch: np.ndarray, repeats: int) -> tuple[dict, list]:
+    """Median run time vs the time inside partition steps (profiled runs), at this batch."""
+    steps = model.profile(batch, repeats)
+    inside = sum(t for label, t in steps if not label.startswith("TF: "))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(batch)
+        times.append(time.perf_counter() - start)
+    latency = float(np.median(times))
+    overhead = max(latency - inside, 0.0)
+    return {"latency_ms": 1000 * latency, "overhead_ms": 1000 * overhead, "share": overhead / latency}, steps
+
+
+def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 20, breakdown: bool = False,
+        with_tflite: bool = True, calibration_batches: int = 10,
+        progress: bench.ProgressCallback | None = bench.print_progress) -> Benchmark:
+    stock = tfgraph.load(workload.model)
+    quantized = quantize(stock, workload.calibration, QuantConfig(calibration_batches=calibration_batches),
+                         legacy=True, progress=progress is not None)
+    start = time.perf_counter()
+    plan = make_plan(quantized.qdq)
+    partition_seconds = time.perf_counter() - start
+    int8 = CompiledModel(plan)
+    start = time.perf_counter()
+    int8(workload.sample[:1])
+    first_run = time.perf_counter() - start
+    s = quantized.seconds
+    own = s["load_and_prepare"] + s["import_qdq"] + partition_seconds + first_run
+    first = {**s, "partition": partition_seconds, "first_run": first_run, "inc_calibration": s["inc_qdq"],
+             "itexlab": own, "total": own + s["inc_qdq"]}
+
+    systems = {
+        "tf-fp32": tfgraph.GraphFunction(stock, stock.inputs, stock.outputs),
+        "tf-int8-legacy": tfgraph.GraphFunction(quantized.legacy, quantized.legacy.inputs, quantized.legacy.outputs),
+        "tf-qdq": tfgraph.GraphFunction(quantized.qdq, quantized.qdq.inputs, quantized.qdq.outputs),
+        "itexlab-int8": int8,
+    }
+    if with_tflite and tflite.available():
+        systems["tflite-int8"] = tflite.int8_system(workload.model, workload.calibration, cpu.thread_count())
+    results = []
+    for size in batch_sizes:
+        results += bench.measure(systems, workload.name, bench.batch_of(workload.sample, size), repeats,
+                                 progress=progress)
+    overhead, steps = executor_overhead(int8, workload.sample[:1], repeats)
+    report = bench.Report(results, [], {workload.name: dataclasses.asdict(inspect.counts(plan))})
+    return Benchmark(workload.name, cpu.isa_features(), cpu.thread_count(), report, first, overhead,
+                     steps if breakdown else None)

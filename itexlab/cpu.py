@@ -1,0 +1,38 @@
+"""What the CPU offers INT8 (VNNI, AMX), and one thread count for both runtimes.
+
+TensorFlow (Eigen thread pool) and oneDNN (GNU OpenMP) each size their pools at start-up; two
+pools of "all cores" fighting over 2 cores is the classic slowdown, so the count is set once, in
+the environment, before either library loads.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "avx512_bf16", "amx_bf16", "avx512f")
+
+
+def isa_features(cpuinfo: str | None = None) -> list[str]:
+    """The INT8-relevant instruction set extensions the CPU reports."""
+    if cpuinfo is None:
+        path = pathlib.Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    return [f for f in INT8_FEATURES if f in flags]
+
+
+def pin_threads(threads: int) -> None:
+    """Use `threads` threads in TF and oneDNN. Call before TensorFlow or itexlab.onednn load."""
+    if threads < 1:
+        raise ValueError(f"threads must be positive, not {threads}")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+
+def thread_count() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)

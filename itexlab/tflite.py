@@ -1,0 +1,46 @@
+"""The TFLite INT8 reference (XNNPACK), an optional extra: `pip install ai-edge-litert`.
+
+Full-integer post-training quantization of the same Keras model with TF's converter, run by the
+LiteRT interpreter. Only the benchmark uses it, for a side-by-side number.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def available() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def int8_system(keras_model, calibration: np.ndarray, threads: int) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """Convert to a full-integer TFLite model (float input/output) and return a batch runner."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    flatbuffer = converter.convert()
+    interpreters: dict[int, Interpreter] = {}
+
+    def run(batch: np.ndarray) -> list[np.ndarray]:
+        interpreter = interpreters.get(len(batch))
+        if interpreter is None:  # one interpreter per batch size, resized once
+            interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(index, batch.shape)
+            interpreter.allocate_tensors()
+            interpreters[len(batch)] = interpreter
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
+        interpreter.invoke()
+        return [interpreter.get_tensor(interpreter.get_output_details()[0]["index"])]
+
+    return run

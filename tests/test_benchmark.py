@@ -1,0 +1,33 @@
+import json
+
+import keras
+import numpy as np
+
+from itexlab import benchmark, cpu, data, models
+
+
+def test_isa_features_are_read_from_cpuinfo():
+    assert cpu.isa_features("flags\t: fpu avx512f avx512_vnni amx_int8 sse") == ["avx512_vnni", "amx_int8", "avx512f"]
+    assert cpu.isa_features("flags\t: fpu sse") == []
+
+
+def test_benchmark_on_a_tiny_model(tmp_path):
+    keras.utils.set_random_seed(0)
+    train, test = data.digits(size=16)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    models.train(model, train, epochs=1)
+    workload = models.Workload("tiny", model, train.x[:32], test, test.x[:16], (1, 4))
+    result = benchmark.run(workload, (1, 4), repeats=3, breakdown=True, calibration_batches=2, progress=None)
+    systems = {r.system for r in result.report.results}
+    assert {"tf-fp32", "tf-int8-legacy", "tf-qdq", "itexlab-int8", "tflite-int8"} <= systems
+    payload = json.loads(json.dumps(result.to_dict()))
+    assert {"system", "model", "batch", "latency_ms", "ips"} <= set(payload["results"][0])
+    assert payload["cpu"]["threads"] >= 1
+    first = result.first_result_seconds
+    assert first["total"] >= first["inc_calibration"] > 0 and first["itexlab"] > 0
+    assert 0 <= result.executor_overhead["share"] < 1
+    assert result.breakdown and all(seconds >= 0 for _, seconds in result.breakdown)
+    table = result.markdown()
+    assert "| itexlab-int8 | 4 |" in table and "Time to first INT8 result" in table
+    np.testing.assert_allclose([r.speedup for r in result.report.results if r.system == "tf-fp32"], 1.0)
