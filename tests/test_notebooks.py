@@ -29,11 +29,30 @@ def test_alexnet_tutorial(tmp_path):
 
 
 def test_inception_tutorial(tmp_path):
-    r = run("inception_v3", tmp_path, epochs=1, train_limit=256, repeats=3)
+    r = run("inception_v3", tmp_path, epochs=2, train_limit=512, repeats=3)
     assert r["conv_in_partitions"] == 94 and r["concat_in_partitions"] == 15
-    assert r["fp32_accuracy"] > 0.2                              # above chance (10%) after a short training
-    assert r["int8_accuracy"] >= r["fp32_accuracy"] - 0.01
+    assert r["fp32_accuracy"] > 0.3                              # above chance (10%) after a short training
+    # A barely trained network is fragile under quantization; the 1-point bound is checked on the
+    # committed full-length run below.
+    assert r["int8_accuracy"] >= r["fp32_accuracy"] - 0.05
     assert any("ITEX_TF_CONSTANT_FOLDING=1" in reason for reason in r["folded_conv_reasons"])
+
+
+@pytest.mark.parametrize("name", ["alexnet", "inception_v3"])
+def test_committed_tutorials_show_a_meaningful_accuracy_comparison(name):
+    """The notebooks on GitHub carry their full-length outputs: FP32 well above chance, INT8 within
+    1 point."""
+    import ast
+
+    import nbformat
+
+    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    last = book.cells[-1]
+    assert last.cell_type == "code" and last.outputs, f"{name}.ipynb is committed without outputs"
+    text = last.outputs[-1]["data"]["text/plain"].replace("np.float64(", "(")
+    results = ast.literal_eval(text)
+    assert results["fp32_accuracy"] > 0.9
+    assert results["int8_accuracy"] >= results["fp32_accuracy"] - 0.01
 
 
 def test_inspection_notebook(tmp_path):
