@@ -49,10 +49,6 @@ class Partition:
     quantized: bool
     onednn_index: int           # oneDNN's own index, to compile it
 
-    @property
-    def int8(self) -> bool:
-        return self.quantized
-
 
 @dataclasses.dataclass(frozen=True)
 class Fallback:
