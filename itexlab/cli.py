@@ -110,10 +110,9 @@ def cmd_bench(args) -> None:
 
     if args.threads:
         cpu.pin_threads(args.threads)  # before TensorFlow and oneDNN load
-    from . import benchmark, models
+    from . import benchmark
 
-    workload = models.inception_v3_workload(args.weights) if args.model == "inception_v3" else \
-        models.BUILTIN[args.model]()
+    workload = _load_model(args.model, args.weights)
     result = benchmark.run(workload, tuple(args.batch or workload.batch_sizes), args.repeats,
                            breakdown=args.breakdown, with_tflite=not args.no_tflite)
     print(result.markdown())

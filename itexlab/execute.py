@@ -96,7 +96,7 @@ class CompiledModel:
         return 0 if self._program is None else self._program.compiled_count
 
     def profile(self, batch: np.ndarray, repeats: int = 10) -> list[tuple[str, float]]:
-        """Median seconds per step over `repeats` runs: where the time goes."""
+        """Mean seconds per step over `repeats` runs: where the time goes."""
         if self._program is None:
             return []
         self(batch)

@@ -32,6 +32,11 @@ def macs(node: Node, graph: Graph) -> int:
     return int(np.prod(out[1:3])) * int(np.prod(weights))
 
 
+def partition_macs(plan: Plan, partition) -> int:
+    """Multiply-accumulates per image of all the ops a partition fused."""
+    return sum(macs(plan.source.node(n.name), plan.source) for n in partition.nodes)
+
+
 def placement(plan: Plan) -> dict[str, str]:
     """TF node name -> "partition <id>", "view" or "TF"."""
     where = {n.name: f"partition {p.id}" for p in plan.partitions for n in p.nodes}
@@ -81,7 +86,7 @@ def partitions_frame(plan: Plan, latency: dict[str, float] | None = None) -> pd.
             "onednn_ops": " + ".join(p.onednn_ops),
             "inputs": ", ".join(t.describe() for t in p.inputs if not t.constant),
             "outputs": ", ".join(t.describe() for t in p.outputs),
-            "macs": sum(macs(plan.source.node(n.name), plan.source) for n in p.nodes),
+            "macs": partition_macs(plan, p),
             "latency_ms": None if latency is None else 1000 * latency.get(p.name, float("nan")),
         })
     return pd.DataFrame(rows, columns=["id", "name", "int8", "tf_ops", "ops", "onednn_ops", "inputs", "outputs",
@@ -125,7 +130,7 @@ def partition_details(plan: Plan, partition_id: int, latency: dict[str, float] |
         "inputs": [{"name": t.name, "tensor": t.describe(), "constant": t.constant} for t in p.inputs],
         "outputs": [{"name": t.name, "tensor": t.describe()} for t in p.outputs],
         "quantization": quant[quant.partition == p.id].drop(columns="partition").to_dict("records"),
-        "macs": int(sum(macs(plan.source.node(n.name), plan.source) for n in p.nodes)),
+        "macs": partition_macs(plan, p),
         "latency_ms": None if latency is None or p.name not in latency else 1000 * latency[p.name],
     }
 
