@@ -183,7 +183,15 @@ def _quantize(node: Node, ctx: _Context) -> list[OpSpec]:
         ctx.constants[node.name] = quantize_constant(node, value, scales, zps)
         ctx.absorbed.add(node.name)
         return []
-    return [ctx.op("Quantize", node, [node.inputs[0]], scales=scales, zps=zps, **_qtype(node, scales))]
+    ops, source = [], node.inputs[0]
+    if ctx.graph.node(source).op == "Dequantize":
+        # A requantization. oneDNN fuses Dequantize -> Reorder -> Quantize into one int8 reorder;
+        # Dequantize -> Quantize it leaves as two partitions, two passes through FP32.
+        step = f"{node.name}/itexlab_requantize"
+        ctx.extra_tensors[step] = ctx.graph.tensor(source)
+        ops.append(ctx.op("Reorder", node, [source], [step]))
+        source = step
+    return ops + [ctx.op("Quantize", node, [source], scales=scales, zps=zps, **_qtype(node, scales))]
 
 
 @rule("Dequantize")

@@ -55,6 +55,36 @@ def test_concat_is_inside_a_partition():
         "Identity not translated: it only forwards its input; the executor aliases it, no kernel runs"}
 
 
+def test_maxpool_keeps_its_input_scale_and_requantizes_behind():
+    """INC writes Dequantize(A) -> MaxPool -> QuantizeV2(B). oneDNN 3.2 has only a reference kernel
+    for an int8 pool that rescales, so the pool keeps A (exact) and one int8 reorder goes A -> B."""
+    def fn(x, pool_max):
+        a = conv_block(quantized_input(x), out_max=4.0)
+        return conv_block(qdq(tf.nn.max_pool2d(a, 2, 2, "VALID"), 0.0, pool_max), w=W2)
+
+    graph = graph_of(lambda x: fn(x, 3.5), (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X, rel=0.05)
+    pool = partition_with(plan, "MaxPool")
+    assert pool.onednn_ops == ["Dequantize", "MaxPool", "Quantize"]
+    first_conv = plan.partitions[[p.id for p in plan.partitions].index(pool.id) - 1]
+    assert [t.name for t in pool.inputs] == [t.name for t in first_conv.outputs]  # int8, straight in
+    requantize = [p for p in plan.partitions if p.onednn_ops == ["Dequantize", "Reorder", "Quantize"]]
+    assert [t.name for t in requantize[0].inputs] == [t.name for t in pool.outputs]
+    assert len(requantize) == 1
+
+    same_scale = make_plan(graph_of(lambda x: fn(x, 4.0), (None, 10, 10, 4)))
+    assert not [p for p in same_scale.partitions if "Reorder" in p.onednn_ops]
+
+
+def test_requantization_is_one_int8_reorder():
+    graph = graph_of(lambda x: conv_block(qdq(conv_block(quantized_input(x), out_max=4.0), 0.0, 2.5), w=W2),
+                     (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X, rel=0.05)
+    requantize = [p for p in plan.partitions if "Reorder" in p.onednn_ops]
+    assert [p.onednn_ops for p in requantize] == [["Dequantize", "Reorder", "Quantize"]]
+    assert {n.op for n in requantize[0].nodes} == {"Dequantize", "QuantizeV2"}
+
+
 def test_residual_add():
     def fn(x):
         a = conv_block(quantized_input(x))

@@ -58,6 +58,7 @@ dg::op::kind op_kind_from_name(const std::string &name) {
         {"Quantize", k::Quantize}, {"ReduceMax", k::ReduceMax},
         {"ReduceMean", k::ReduceMean}, {"ReduceMin", k::ReduceMin},
         {"ReduceSum", k::ReduceSum}, {"ReLU", k::ReLU},
+        {"Reorder", k::Reorder},
         {"SoftMax", k::SoftMax},   {"StaticReshape", k::StaticReshape},
         {"StaticTranspose", k::StaticTranspose}, {"TypeCast", k::TypeCast},
         {"Wildcard", k::Wildcard}, {"Sigmoid", k::Sigmoid},
