@@ -67,6 +67,7 @@ def partition(translation: Translation, policy: str = "fusion") -> PartitionedGr
 
 def program(partitioned: PartitionedGraph, steps, input_ids, output_ids, dtypes, constants, opaque_ids):
     """The native executor for an ordered list of steps (see itexlab.execute)."""
-    native_steps = [_native.StepSpec(s.partition, s.callback, s.inputs, s.outputs, s.label, s.view_shape) for s in steps]
+    native_steps = [_native.StepSpec(s.partition, s.callback, s.inputs, s.outputs, s.label, s.view_shape,
+                                     s.concat_axis) for s in steps]
     return _native.Program(partitioned.native, native_steps, input_ids, output_ids, dtypes, constants,
                            opaque_ids)

@@ -55,6 +55,33 @@ def test_concat_is_inside_a_partition():
         "Identity not translated: it only forwards its input; the executor aliases it, no kernel runs"}
 
 
+def test_int8_concat_runs_as_a_plain_byte_concat():
+    def fn(x):
+        x = quantized_input(x)
+        a, b = conv_block(x), conv_block(x, out_max=3.0)
+        return qdq(tf.concat([a, tf.nn.relu(b)], -1), 0.0, 4.0)
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X)
+    concat = partition_with(plan, "ConcatV2")
+    model = CompiledModel(plan)
+    step = next(s for s in model.steps if s.label == concat.name)
+    assert step.concat_axis == 3 and len(step.inputs) == 2  # the int8 inputs, not their scales
+    # the convolutions' outputs are the concat's int8 inputs: bytes side by side, no requantization
+    assert all(any(t.name in s.outputs for s in model.steps) for t in concat.inputs)
+
+
+def test_fp32_concat_on_any_axis_matches_tf():
+    def fn(x):
+        a = conv_block(quantized_input(x))
+        return tf.concat([a * 2.0, a[:, :3]], 1)  # FP32, height axis
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X, PartitionConfig(offload_fp32=True))
+    model = CompiledModel(plan)
+    assert any(s.concat_axis == 1 for s in model.steps)
+
+
 def test_maxpool_keeps_its_input_scale_and_requantizes_behind():
     """INC writes Dequantize(A) -> MaxPool -> QuantizeV2(B). oneDNN 3.2 has only a reference kernel
     for an int8 pool that rescales, so the pool keeps A (exact) and one int8 reorder goes A -> B."""
@@ -83,6 +110,23 @@ def test_requantization_is_one_int8_reorder():
     requantize = [p for p in plan.partitions if "Reorder" in p.onednn_ops]
     assert [p.onednn_ops for p in requantize] == [["Dequantize", "Reorder", "Quantize"]]
     assert {n.op for n in requantize[0].nodes} == {"Dequantize", "QuantizeV2"}
+
+
+def test_intermediate_buffers_are_reused():
+    def fn(x):
+        x = quantized_input(x)
+        for _ in range(6):
+            x = conv_block(x, w=W2 if x.shape[-1] == 8 else W1)
+        return x
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X, rel=0.1)
+    model = CompiledModel(plan)
+    for batch in (X, np.concatenate([X] * 4), X):
+        np.testing.assert_array_equal(model(batch)[0], model(batch)[0])
+    # without reuse: the quantized input and five int8 activations (44 kB at batches 8 and 2);
+    # with it, at most three of the larger batch's are live at once
+    assert model.pool_bytes <= 3 * 8 * 10 * 10 * 8, model.pool_bytes
 
 
 def test_residual_add():

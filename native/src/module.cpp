@@ -30,9 +30,9 @@ PYBIND11_MODULE(_native, m) {
 
     py::class_<StepSpec>(m, "StepSpec")
         .def(py::init<size_t, py::object, std::vector<size_t>, std::vector<size_t>, std::string,
-                      std::vector<int64_t>>(),
+                      std::vector<int64_t>, int64_t>(),
              py::arg("partition"), py::arg("callback"), py::arg("inputs"), py::arg("outputs"),
-             py::arg("name"), py::arg("view_shape") = std::vector<int64_t>{});
+             py::arg("name"), py::arg("view_shape") = std::vector<int64_t>{}, py::arg("concat_axis") = -1);
 
     py::class_<Program>(m, "Program")
         .def(py::init<std::shared_ptr<OneDnnGraph>, std::vector<StepSpec>, std::vector<size_t>,
@@ -42,6 +42,7 @@ PYBIND11_MODULE(_native, m) {
              py::arg("dtypes"), py::arg("constants"), py::arg("opaque_ids"))
         .def("run", &Program::run, py::arg("inputs"))
         .def_property_readonly("compiled_count", &Program::compiled_count)
+        .def_property_readonly("pool_bytes", &Program::pool_bytes)
         .def("set_profiling", &Program::set_profiling)
         .def("profile", &Program::profile)
         .def("reset_profile", &Program::reset_profile);

@@ -1,5 +1,7 @@
 #include "program.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -29,6 +31,22 @@ std::vector<int64_t> array_dims(const py::array &a) {
 
 bool same_dtype(const py::dtype &a, const py::dtype &b) { return a.num() == b.num(); }
 
+std::vector<int64_t> dense_strides(const std::vector<int64_t> &dims) {
+    std::vector<int64_t> strides(dims.size(), 1);
+    for (size_t i = dims.size(); i-- > 1;) strides[i - 1] = strides[i] * dims[i];
+    return strides;
+}
+
+bool is_dense(const lt &desc) {
+    return desc.get_layout_type() == lt::layout_type::strided && desc.get_strides() == dense_strides(desc.get_dims());
+}
+
+// The same memory as a oneDNN primitive sees it (graph and primitive data types share values).
+dnnl::memory::desc plain_memory_desc(const lt &desc) {
+    auto dims = desc.get_dims();
+    return dnnl::memory::desc(dims, static_cast<dnnl::memory::data_type>(desc.get_data_type()), dense_strides(dims));
+}
+
 // A numpy view of memory owned elsewhere; valid only while the owner lives (one callback).
 py::array numpy_view(const py::dtype &dtype, const lt &desc, void *ptr) {
     static int anchor;  // a capsule must hold a non-null pointer; this one owns nothing
@@ -45,8 +63,9 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
     for (auto &spec : steps) {
         Step step;
         if (!spec.callback.is_none()) step.callback = spec.callback;
-        else if (spec.view_shape.empty()) step.partition = &graph_->partition_at(spec.partition);
+        else if (spec.view_shape.empty() && spec.concat_axis < 0) step.partition = &graph_->partition_at(spec.partition);
         step.view_shape = spec.view_shape;
+        step.concat_axis = spec.concat_axis;
         step.name = spec.name;
         for (auto id : spec.inputs) step.inputs.push_back(slot_of(id));
         for (auto id : spec.outputs) step.outputs.push_back(slot_of(id));
@@ -68,6 +87,81 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
         slot.ptr = array.mutable_data();
         slot.desc = strided(slot.id, slot.dtype, array_dims(array), true);
     }
+    plan_lifetimes();
+}
+
+void Program::plan_lifetimes() {
+    for (size_t s = 0; s < slots_.size(); ++s) slots_[s].root = s;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        const auto &step = steps_[i];
+        bool view = !step.partition && !step.callback && step.concat_axis < 0;
+        if (view) slots_[step.outputs[0]].root = slots_[step.inputs[0]].root;
+        for (const auto *list : {&step.inputs, &step.outputs})
+            for (auto s : *list) {
+                auto &root = slots_[slots_[s].root];
+                root.last_use = std::max(root.last_use, i);
+            }
+    }
+    for (auto s : output_slots_) slots_[slots_[s].root].last_use = SIZE_MAX;  // the caller reads it
+    released_after_.assign(steps_.size(), {});
+    for (size_t s = 0; s < slots_.size(); ++s)
+        if (slots_[s].root == s && slots_[s].last_use != SIZE_MAX) released_after_[slots_[s].last_use].push_back(s);
+}
+
+// The smallest free buffer that fits; else the largest free one grows (a larger batch than
+// before); else a new one.
+void *Program::take_buffer(Slot &slot, size_t bytes) {
+    int best = -1, largest = -1;
+    for (size_t i = 0; i < pool_.size(); ++i) {
+        if (pool_[i]->busy) continue;
+        int k = static_cast<int>(i);
+        if (pool_[i]->bytes >= bytes && (best < 0 || pool_[i]->bytes < pool_[best]->bytes)) best = k;
+        if (largest < 0 || pool_[i]->bytes > pool_[largest]->bytes) largest = k;
+    }
+    if (best < 0) {
+        if (largest < 0) {
+            pool_.push_back(std::make_unique<Buffer>());
+            largest = static_cast<int>(pool_.size() - 1);
+        }
+        auto &buffer = *pool_[largest];
+        std::free(buffer.ptr);
+        buffer.ptr = nullptr;
+        buffer.bytes = 0;
+        buffer.ptr = aligned_buffer(bytes);
+        buffer.bytes = bytes;
+        best = largest;
+    }
+    pool_[best]->busy = true;
+    slot.buffer = best;
+    return pool_[best]->ptr;
+}
+
+void Program::release_after(size_t step_index) {
+    for (auto s : released_after_[step_index]) {
+        auto &slot = slots_[s];
+        if (slot.buffer >= 0) pool_[slot.buffer]->busy = false;
+        slot.buffer = -1;
+    }
+}
+
+void Program::place_output(Slot &slot, const lt &desc) {
+    slot.desc = desc;
+    if (slot.is_output) {  // the caller receives its own array
+        py::array fresh(slot.np_dtype, slot.desc.get_dims());
+        slot.ptr = fresh.mutable_data();
+        slot.keep = fresh;
+    } else {
+        slot.ptr = take_buffer(slot, desc.get_mem_size());
+    }
+}
+
+bool Program::in_pool(const void *p) const {
+    auto *address = static_cast<const char *>(p);
+    for (const auto &b : pool_) {
+        auto *begin = static_cast<const char *>(b->ptr);
+        if (address >= begin && address < begin + b->bytes) return true;
+    }
+    return false;
 }
 
 size_t Program::slot_of(size_t id) {
@@ -111,15 +205,7 @@ Program::Compiled &Program::compiled_for(Step &step) {
         throw std::runtime_error("oneDNN could not compile partition '" + step.name + "' for inputs (" +
                                  shapes + "): " + e.what());
     }
-    for (auto s : step.outputs) {
-        c->outputs.push_back(c->partition.query_logical_tensor(slots_[s].id));
-        std::unique_ptr<Buffer> buffer;
-        if (!slots_[s].is_output) {
-            buffer = std::make_unique<Buffer>();
-            buffer->ptr = aligned_buffer(c->outputs.back().get_mem_size());
-        }
-        c->buffers.push_back(std::move(buffer));
-    }
+    for (auto s : step.outputs) c->outputs.push_back(c->partition.query_logical_tensor(slots_[s].id));
     step.compilations++;
     step.compiled.push_back(std::move(c));
     return *step.compiled.back();
@@ -132,18 +218,63 @@ void Program::run_partition(Step &step) {
         ins.emplace_back(c.inputs[i], cpu_engine(), slots_[step.inputs[i]].ptr);
     for (size_t i = 0; i < step.outputs.size(); ++i) {
         auto &slot = slots_[step.outputs[i]];
-        slot.desc = c.outputs[i];
-        if (c.buffers[i]) {
-            slot.ptr = c.buffers[i]->ptr;
-        } else {
-            py::array fresh(slot.np_dtype, slot.desc.get_dims());
-            slot.ptr = fresh.mutable_data();
-            slot.keep = fresh;
-        }
+        place_output(slot, c.outputs[i]);
         outs.emplace_back(slot.desc, cpu_engine(), slot.ptr);
     }
     py::gil_scoped_release release;
     c.partition.execute(cpu_stream(), ins, outs);
+}
+
+Program::Compiled &Program::concat_for(Step &step) {
+    for (auto &c : step.compiled) {
+        bool same = true;
+        for (size_t i = 0; i < step.inputs.size() && same; ++i)
+            same = c->inputs[i].is_equal(slots_[step.inputs[i]].desc);
+        if (same) return *c;
+    }
+    auto c = std::make_unique<Compiled>();
+    auto axis = step.concat_axis;
+    std::vector<dnnl::memory::desc> sources;
+    std::vector<int64_t> dims;
+    for (auto s : step.inputs) {
+        const auto &desc = slots_[s].desc;
+        if (!is_dense(desc))
+            throw std::logic_error("concat '" + step.name + "' of a tensor that is not in a dense plain layout");
+        auto in = desc.get_dims();
+        if (dims.empty()) {
+            if (axis >= static_cast<int64_t>(in.size()))
+                throw std::invalid_argument("concat '" + step.name + "': axis out of range");
+            dims = in;
+        } else {
+            bool fits = in.size() == dims.size();
+            for (size_t d = 0; d < in.size() && fits; ++d) fits = static_cast<int64_t>(d) == axis || in[d] == dims[d];
+            if (!fits)
+                throw std::invalid_argument("concat '" + step.name + "': input shapes differ off the concat axis");
+            dims[axis] += in[axis];
+        }
+        sources.push_back(plain_memory_desc(desc));
+        c->inputs.push_back(desc);
+    }
+    const auto &out = slots_[step.outputs[0]];
+    c->outputs.push_back(strided(out.id, out.dtype, dims));
+    auto destination = plain_memory_desc(c->outputs[0]);
+    c->primitive = dnnl::concat(dnnl::concat::primitive_desc(cpu_engine(), destination, static_cast<int>(axis), sources));
+    step.compilations++;
+    step.compiled.push_back(std::move(c));
+    return *step.compiled.back();
+}
+
+void Program::run_concat(Step &step) {
+    Compiled &c = concat_for(step);
+    std::unordered_map<int, dnnl::memory> args;
+    for (size_t i = 0; i < step.inputs.size(); ++i)
+        args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] =
+            dnnl::memory(plain_memory_desc(c.inputs[i]), cpu_engine(), slots_[step.inputs[i]].ptr);
+    auto &slot = slots_[step.outputs[0]];
+    place_output(slot, c.outputs[0]);
+    args[DNNL_ARG_DST] = dnnl::memory(plain_memory_desc(c.outputs[0]), cpu_engine(), slot.ptr);
+    py::gil_scoped_release release;
+    c.primitive.execute(cpu_stream(), args);
 }
 
 void Program::run_callback(Step &step) {
@@ -160,6 +291,8 @@ void Program::run_callback(Step &step) {
         if (!array || !same_dtype(array.dtype(), slot.np_dtype))
             throw std::runtime_error("fallback subgraph output " + std::to_string(i) +
                                      " has the wrong dtype");
+        if (in_pool(array.data()))  // the framework handed back our own memory: it will be reused
+            array = py::array(array.dtype(), array_dims(array), {}, array.data());
         slot.keep = array;
         slot.ptr = array.mutable_data();
         slot.desc = strided(slot.id, slot.dtype, array_dims(array));
@@ -207,16 +340,20 @@ py::list Program::run(const py::sequence &inputs) {
         slot.ptr = array.mutable_data();
         slot.desc = strided(slot.id, slot.dtype, array_dims(array));
     }
-    for (auto &step : steps_) {
+    for (auto &buffer : pool_) buffer->busy = false;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        auto &step = steps_[i];
         auto start = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         if (step.partition) run_partition(step);
         else if (step.callback) run_callback(step);
+        else if (step.concat_axis >= 0) run_concat(step);
         else run_view(step);
         if (profiling_) {
             cpu_stream().wait();
             step.time += std::chrono::steady_clock::now() - start;
         }
         step.calls++;
+        release_after(i);
     }
     cpu_stream().wait();
     py::list outputs;
@@ -232,8 +369,15 @@ py::list Program::run(const py::sequence &inputs) {
         if (!slot.is_constant) {
             slot.keep = py::object();
             slot.ptr = nullptr;
+            slot.buffer = -1;
         }
     return outputs;
+}
+
+size_t Program::pool_bytes() const {
+    size_t bytes = 0;
+    for (const auto &b : pool_) bytes += b->bytes;
+    return bytes;
 }
 
 size_t Program::compiled_count() const {

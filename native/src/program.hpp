@@ -3,6 +3,8 @@
 
 #include "common.hpp"
 
+#include <oneapi/dnnl/dnnl.hpp>
+
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -11,8 +13,8 @@
 namespace itexlab {
 
 // One step of a plan as Python describes it: a oneDNN partition, a Python callable that runs
-// the framework's own kernels, or a zero-copy view (reshape) of a plain tensor. Inputs and outputs
-// are tensor ids.
+// the framework's own kernels, a zero-copy view (reshape) of a plain tensor, or a plain
+// concatenation of plain tensors (a oneDNN concat primitive). Inputs and outputs are tensor ids.
 struct StepSpec {
     size_t partition;      // index into the graph's partitions, for partition steps
     py::object callback;   // the callable, for framework steps (None otherwise)
@@ -20,6 +22,7 @@ struct StepSpec {
     std::vector<size_t> outputs;
     std::string name;      // for error messages
     std::vector<int64_t> view_shape;  // target shape (one -1 allowed), for view steps
+    int64_t concat_axis = -1;         // for concat steps
 };
 
 class Program {
@@ -35,21 +38,27 @@ public:
     py::list run(const py::sequence &inputs);
 
     size_t compiled_count() const;
+    // Bytes of intermediate buffers the program holds (reused across steps and runs).
+    size_t pool_bytes() const;
     void set_profiling(bool on) { profiling_ = on; }
     // Per step: (calls, seconds in the step, compilations).
     std::vector<std::tuple<size_t, double, size_t>> profile() const;
     void reset_profile();
 
 private:
+    // Intermediate tensors live in pooled buffers: taken when a step writes the tensor, given
+    // back after the last step that reads it, kept across runs (peak memory = the largest live set).
     struct Buffer {
         void *ptr = nullptr;
+        size_t bytes = 0;
+        bool busy = false;
         ~Buffer();
     };
     struct Compiled {
         std::vector<dg::logical_tensor> inputs;   // as compiled: the cache key
         std::vector<dg::logical_tensor> outputs;  // as queried after compilation
-        dg::compiled_partition partition;
-        std::vector<std::unique_ptr<Buffer>> buffers;  // null for outputs the caller receives
+        dg::compiled_partition partition;         // partition steps
+        dnnl::primitive primitive;                // concat steps
     };
     struct Slot {
         size_t id;
@@ -61,12 +70,16 @@ private:
         dg::logical_tensor desc;  // current shape and layout
         void *ptr = nullptr;
         py::object keep;          // numpy array owning ptr, when Python owns the memory
+        int buffer = -1;          // pool buffer owning ptr, when the pool owns the memory
+        size_t root;              // the slot whose memory this one views (itself unless a view)
+        size_t last_use = 0;      // last step reading the memory of a root slot (SIZE_MAX: never freed)
     };
     struct Step {
         const dg::partition *partition = nullptr;
         py::object callback;
         std::string name;
         std::vector<int64_t> view_shape;
+        int64_t concat_axis = -1;
         std::vector<size_t> inputs;   // slot indices
         std::vector<size_t> outputs;  // slot indices
         std::vector<std::unique_ptr<Compiled>> compiled;
@@ -77,7 +90,14 @@ private:
     size_t slot_of(size_t id);
     py::dict dtypes_;
     Compiled &compiled_for(Step &step);
+    Compiled &concat_for(Step &step);
+    void plan_lifetimes();
+    void *take_buffer(Slot &slot, size_t bytes);
+    void release_after(size_t step_index);
+    void place_output(Slot &slot, const dg::logical_tensor &desc);
+    bool in_pool(const void *p) const;
     void run_partition(Step &step);
+    void run_concat(Step &step);
     void run_callback(Step &step);
     void run_view(Step &step);
 
@@ -85,6 +105,8 @@ private:
     std::vector<Slot> slots_;
     std::unordered_map<size_t, size_t> slot_index_;
     std::vector<Step> steps_;
+    std::vector<std::unique_ptr<Buffer>> pool_;
+    std::vector<std::vector<size_t>> released_after_;  // per step: root slots whose memory is free after it
     std::vector<size_t> input_slots_, output_slots_;
     bool profiling_ = false;
     std::mutex mutex_;
