@@ -7,6 +7,7 @@ import dataclasses
 import importlib.metadata
 import pathlib
 
+from . import cpu
 from .translate import ONEDNN_DTYPES, Translation
 
 
@@ -22,6 +23,7 @@ def _preload_libdnnl() -> None:
             return
 
 
+cpu.configure_openmp()  # before libdnnl brings in libgomp, which reads it once
 _preload_libdnnl()
 from . import _native  # noqa: E402
 

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -9,6 +12,19 @@ from itexlab import benchmark, cpu, data, models
 def test_isa_features_are_read_from_cpuinfo():
     assert cpu.isa_features("flags\t: fpu avx512f avx512_vnni amx_int8 sse") == ["avx512_vnni", "amx_int8", "avx512f"]
     assert cpu.isa_features("flags\t: fpu sse") == []
+
+
+def test_openmp_spin_count_is_set_before_libgomp_loads_unless_the_user_chose():
+    def spin_count(env):
+        code = ("import os, itexlab.onednn; "
+                "print(os.environ.get('GOMP_SPINCOUNT'), any('libgomp.so' in l for l in open('/proc/self/maps')))")
+        clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+        out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+        return out.stdout.split()
+
+    assert spin_count({}) == [cpu.OPENMP_SPIN_COUNT, "True"]
+    assert spin_count({"GOMP_SPINCOUNT": "7"}) == ["7", "True"]
+    assert spin_count({"OMP_WAIT_POLICY": "active"}) == ["None", "True"]
 
 
 def test_benchmark_on_a_tiny_model(tmp_path):
