@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import bench, cpu, inspect, models, tfgraph, tflite
+from . import bench, cpu, inspect, memory, models, tfgraph, tflite
 from .config import QuantConfig
 from .execute import CompiledModel
 from .partition import make_plan
@@ -24,12 +24,14 @@ class Benchmark:
     first_result_seconds: dict[str, float]   # stage -> seconds, INC calibration and itexlab's own part
     executor_overhead: dict[str, float]      # at batch 1: run time outside oneDNN partitions
     breakdown: list[tuple[str, float]] | None
+    memory: list[memory.MemoryResult] | None = None  # peak RSS, a fresh process per system
 
     def to_dict(self) -> dict:
         return {"model": self.model, "cpu": {"isa": self.isa, "threads": self.threads},
                 **self.report.to_dict(), "time_to_first_result": self.first_result_seconds,
                 "executor_overhead": self.executor_overhead,
-                "breakdown": None if self.breakdown is None else [{"step": s, "ms": 1000 * t} for s, t in self.breakdown]}
+                "breakdown": None if self.breakdown is None else [{"step": s, "ms": 1000 * t} for s, t in self.breakdown],
+                "memory": None if self.memory is None else [dataclasses.asdict(m) for m in self.memory]}
 
     def markdown(self) -> str:
         lines = [f"**{self.model}** — {self.threads} threads, CPU INT8 features: {', '.join(self.isa) or 'none'}", "",
@@ -43,6 +45,15 @@ class Benchmark:
         o = self.executor_overhead
         lines += [f"Executor overhead at batch 1: {o['overhead_ms']:.2f} ms of {o['latency_ms']:.2f} ms "
                   f"({100 * o['share']:.1f}%) outside oneDNN partitions."]
+        if self.memory:
+            peak = {(m.system, m.batch): m for m in self.memory}
+            lines += ["", "Peak memory (resident set of a fresh process that loads the model and runs it):", "",
+                      "| batch | tf-fp32 MB | itexlab-int8 MB | INT8 / FP32 |", "|---|---|---|---|"]
+            for batch in sorted({m.batch for m in self.memory}):
+                fp32, int8 = peak[("tf-fp32", batch)].peak_mb, peak[("itexlab-int8", batch)].peak_mb
+                lines.append(f"| {batch} | {fp32:.0f} | {int8:.0f} | {int8 / fp32:.2f} |")
+            base = self.memory[0].baseline_mb
+            lines.append(f"(both include {base:.0f} MB of imported TensorFlow and itexlab)")
         return "\n".join(lines)
 
 
@@ -61,7 +72,7 @@ def executor_overhead(model: CompiledModel, batch: np.ndarray, repeats: int) -> 
 
 
 def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 20, breakdown: bool = False,
-        with_tflite: bool = True, calibration_batches: int = 10,
+        with_tflite: bool = True, calibration_batches: int = 10, with_memory: bool = True,
         progress: bench.ProgressCallback | None = bench.print_progress) -> Benchmark:
     stock = tfgraph.load(workload.model)
     quantized = quantize(stock, workload.calibration, QuantConfig(calibration_batches=calibration_batches),
@@ -92,5 +103,8 @@ def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 
                                  progress=progress)
     overhead, steps = executor_overhead(int8, workload.sample[:1], repeats)
     report = bench.Report(results, [], {workload.name: dataclasses.asdict(inspect.counts(plan))})
+    peaks = None
+    if with_memory:
+        peaks = memory.measure({"tf-fp32": stock, "itexlab-int8": quantized.qdq}, workload.sample, batch_sizes)
     return Benchmark(workload.name, cpu.isa_features(), cpu.thread_count(), report, first, overhead,
-                     steps if breakdown else None)
+                     steps if breakdown else None, peaks)

@@ -114,7 +114,7 @@ def cmd_bench(args) -> None:
 
     workload = _load_model(args.model, args.weights)
     result = benchmark.run(workload, tuple(args.batch or workload.batch_sizes), args.repeats,
-                           breakdown=args.breakdown, with_tflite=not args.no_tflite)
+                           breakdown=args.breakdown, with_tflite=not args.no_tflite, with_memory=not args.no_memory)
     print(result.markdown())
     if args.breakdown:
         print("\nper-step time at batch 1 (ms):")
@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     benchmark.add_argument("--weights", help="Inception V3 weights file")
     benchmark.add_argument("--breakdown", action="store_true", help="also time every executor step")
     benchmark.add_argument("--no-tflite", action="store_true", help="skip TFLite INT8 even when installed")
+    benchmark.add_argument("--no-memory", action="store_true",
+                           help="skip the peak-memory runs (a fresh process per system)")
     benchmark.add_argument("--json", help="write results as JSON")
     benchmark.add_argument("--markdown", help="write the table as Markdown")
     benchmark.set_defaults(func=cmd_bench)

@@ -47,3 +47,6 @@ def test_benchmark_on_a_tiny_model(tmp_path):
     table = result.markdown()
     assert "| itexlab-int8 | 4 |" in table and "Time to first INT8 result" in table
     np.testing.assert_allclose([r.speedup for r in result.report.results if r.system == "tf-fp32"], 1.0)
+    assert {(m.system, m.batch) for m in result.memory} == {(s, b) for s in ("tf-fp32", "itexlab-int8") for b in (1, 4)}
+    assert all(m.peak_mb >= m.loaded_mb >= m.baseline_mb > 100 for m in result.memory)  # TF alone is more
+    assert "| 4 |" in table.split("Peak memory")[1] and payload["memory"][0]["peak_mb"] > 0
