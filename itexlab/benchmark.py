@@ -58,17 +58,16 @@ class Benchmark:
 
 
 def executor_overhead(model: CompiledModel, batch: np.ndarray, repeats: int) -> tuple[dict, list]:
-    """Median run time vs the time inside partition steps (profiled runs), at this batch."""
-    steps = model.profile(batch, repeats)
-    inside = sum(t for label, t in steps if not label.startswith("TF: "))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(batch)
-        times.append(time.perf_counter() - start)
-    latency = float(np.median(times))
-    overhead = max(latency - inside, 0.0)
-    return {"latency_ms": 1000 * latency, "overhead_ms": 1000 * overhead, "share": overhead / latency}, steps
+    """Time outside oneDNN (Python, dispatch, TF fallback) per run: each run's wall time minus the
+    time inside its own oneDNN steps, so a noisy machine hits both sides of the difference alike."""
+    model(batch)
+    runs = [model.timed_run(batch) for _ in range(repeats)]
+    walls = np.array([wall for wall, _ in runs])
+    inside = np.array([sum(t for label, t in steps if not label.startswith("TF: ")) for _, steps in runs])
+    overhead = np.maximum(walls - inside, 0.0)
+    steps = [(label, float(np.mean([run[1][i][1] for run in runs]))) for i, (label, _) in enumerate(runs[0][1])]
+    return {"latency_ms": 1000 * float(np.median(walls)), "overhead_ms": 1000 * float(np.median(overhead)),
+            "share": float(np.median(overhead / walls))}, steps
 
 
 def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 20, breakdown: bool = False,

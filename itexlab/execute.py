@@ -8,6 +8,7 @@ Compiled partitions are cached by input shapes inside the native program.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable
 
 import numpy as np
@@ -100,6 +101,22 @@ class CompiledModel:
     def pool_bytes(self) -> int:
         """Bytes the executor holds for intermediate tensors (reused between steps and calls)."""
         return 0 if self._program is None else self._program.pool_bytes
+
+    def timed_run(self, batch: np.ndarray) -> tuple[float, list[tuple[str, float]]]:
+        """One run: its seconds end to end as the caller sees them, and the seconds of each step."""
+        if self._program is None:
+            start = time.perf_counter()
+            self(batch)
+            return time.perf_counter() - start, []
+        self._program.reset_profile()
+        self._program.set_profiling(True)
+        try:
+            start = time.perf_counter()
+            self(batch)
+            wall = time.perf_counter() - start
+        finally:
+            self._program.set_profiling(False)
+        return wall, [(s.label, seconds) for s, (_, seconds, _) in zip(self.steps, self._program.profile())]
 
     def profile(self, batch: np.ndarray, repeats: int = 10) -> list[tuple[str, float]]:
         """Mean seconds per step over `repeats` runs: where the time goes."""

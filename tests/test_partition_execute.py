@@ -283,3 +283,11 @@ def test_constant_folding_also_folds_through_inc_host_constants():
     plan = make_plan(graph, PartitionConfig(tf_constant_folding=True))
     conv = next(f for f in plan.fallback if f.op == "Conv2D")
     assert "constant-folded away" in conv.reason
+
+
+def test_timed_run_splits_one_run_into_its_steps():
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    model = CompiledModel(make_plan(graph))
+    wall, steps = model.timed_run(X)
+    assert [label for label, _ in steps] == [s.label for s in model.steps]
+    assert 0 < sum(t for _, t in steps) <= wall
