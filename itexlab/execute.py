@@ -2,7 +2,9 @@
 
 oneDNN partitions and TF fallback subgraphs run in one ordered list of steps inside the native
 module; Python is entered only for the fallback subgraphs (whole TF functions, never op by op).
-Compiled partitions are cached by input shapes inside the native program.
+Compiled partitions are cached by input shapes inside the native program. Partitions that only
+concatenate bytes run as a oneDNN concat primitive, reshapes as views; intermediate tensors share
+pooled buffers by lifetime.
 """
 
 from __future__ import annotations
