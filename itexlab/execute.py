@@ -16,13 +16,12 @@ from typing import Callable
 import numpy as np
 
 from . import onednn, tfgraph
-from .graph import DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref, split_ref
+from .graph import QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref, split_ref
 from .partition import Plan
 
 # TF dtype -> numpy dtype for tensors the native side holds (quantized types as plain integers).
 NUMPY_DTYPES = {"float32": "float32", "qint8": "int8", "quint8": "uint8", "int32": "int32", "int64": "int64",
                 "bool": "bool", "int8": "int8", "uint8": "uint8", "float64": "float64"}
-_QUANTIZED = {"qint8": "int8", "quint8": "uint8"}
 
 
 class InputError(ValueError):
@@ -305,14 +304,14 @@ def _segment_function(graph: Graph, nodes: list[Node], external: list[str], outp
     feeds = []
     for i, r in enumerate(external):
         info = graph.tensor(r)
-        plain = _QUANTIZED.get(info.dtype, info.dtype)
+        plain = QUANTIZED_DTYPES.get(info.dtype, info.dtype)
         shape = ShapeAttr(info.shape or ())
         feed = Node(f"itexlab_input_{i}", "Placeholder", [], {"dtype": DType(plain), "shape": shape},
                     [TensorInfo(plain, info.shape)])
         sub.append(feed)
         feeds.append(feed.name)
         mapping[r] = feed.name
-        if info.dtype in _QUANTIZED:
+        if info.dtype in QUANTIZED_DTYPES:
             cast = Node(f"itexlab_input_{i}/bitcast", "Bitcast", [feed.name],
                         {"T": DType(plain), "type": DType(info.dtype)}, [info])
             sub.append(cast)
@@ -325,10 +324,10 @@ def _segment_function(graph: Graph, nodes: list[Node], external: list[str], outp
     fetches = []
     for r in outputs:
         info = graph.tensor(r)
-        if info.dtype in _QUANTIZED:
+        if info.dtype in QUANTIZED_DTYPES:
             name = f"{r.replace(':', '_')}/itexlab_bitcast"
-            sub.append(Node(name, "Bitcast", [r], {"T": DType(info.dtype), "type": DType(_QUANTIZED[info.dtype])},
-                            [TensorInfo(_QUANTIZED[info.dtype], info.shape)]))
+            sub.append(Node(name, "Bitcast", [r], {"T": DType(info.dtype), "type": DType(QUANTIZED_DTYPES[info.dtype])},
+                            [TensorInfo(QUANTIZED_DTYPES[info.dtype], info.shape)]))
             fetches.append(name)
         else:
             fetches.append(r)

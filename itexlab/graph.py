@@ -19,6 +19,10 @@ class DType(str):
     """A TensorFlow dtype name used as an attribute value, e.g. DType("qint8")."""
 
 
+# TF's quantized dtypes -> the plain integer type with the same bytes (what numpy and oneDNN see).
+QUANTIZED_DTYPES = {"qint8": "int8", "quint8": "uint8"}
+
+
 class ShapeAttr(tuple):
     """A shape used as an attribute value; None marks unknown dimensions, unknown_rank a missing one."""
 

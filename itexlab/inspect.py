@@ -15,7 +15,6 @@ import pandas as pd
 from .graph import CONSTANT_OPS, Graph, Node
 from .partition import Plan
 
-QUANTIZED_DTYPES = {"qint8", "quint8"}
 
 
 def macs(node: Node, graph: Graph) -> int:

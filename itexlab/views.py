@@ -7,7 +7,7 @@ import html
 from collections import defaultdict
 
 from . import inspect
-from .graph import CONSTANT_OPS, split_ref
+from .graph import CONSTANT_OPS, QUANTIZED_DTYPES, split_ref
 from .partition import Plan
 
 GREEN, GREEN_EDGE, GREY, INT8_EDGE, FP32_EDGE = "#b8e186", "#4d9221", "#e0e0e0", "#1b7837", "#9e9e9e"
@@ -99,7 +99,7 @@ def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float
                 continue
             seen.add(key)
             info = graph.tensor(r)
-            int8 = info.dtype in inspect.QUANTIZED_DTYPES
+            int8 = info.dtype in QUANTIZED_DTYPES
             color, width = (INT8_EDGE, 2.2) if int8 else (FP32_EDGE, 1.0)
             lines.append(f"  {key[0]} -> {key[1]} [label={_q(info.describe())}, color={_q(color)}, "
                          f"fontcolor={_q(color)}, penwidth={width}];")
