@@ -52,4 +52,4 @@ def synthetic_images(count: int, size: int = 299, channels: int = 3, seed: int =
     grid = np.linspace(0, 7, size)
     edges = np.sign(np.sin(grid[None, :, None, None] * rng.uniform(0.5, 3, (count, 1, 1, 1))))
     images = 0.8 * images + 0.2 * edges.astype(np.float32)
-    return np.clip(images, -1, 1).astype(np.float32)
+    return np.ascontiguousarray(np.clip(images, -1, 1), dtype=np.float32)
