@@ -108,6 +108,11 @@ class Plan:
     def __str__(self) -> str:
         return self.summary()
 
+    def __repr__(self) -> str:
+        # The dataclass default would print the whole source graph, weights included (a notebook
+        # stores it as the plain-text twin of the drawing).
+        return f"<Plan: {self.summary().splitlines()[0]}>"
+
     def _repr_html_(self) -> str:
         """The graph view as static HTML/SVG: shows in any notebook front end, survives nbconvert."""
         from .views import plan_html

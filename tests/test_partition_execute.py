@@ -291,3 +291,8 @@ def test_timed_run_splits_one_run_into_its_steps():
     wall, steps = model.timed_run(X)
     assert [label for label, _ in steps] == [s.label for s in model.steps]
     assert 0 < sum(t for _, t in steps) <= wall
+
+
+def test_plan_repr_is_one_line_not_the_whole_graph():
+    plan = make_plan(graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4)))
+    assert repr(plan).startswith("<Plan: ") and "\n" not in repr(plan) and len(repr(plan)) < 200

@@ -179,13 +179,19 @@ size_t Program::slot_of(size_t id) {
     return slots_.size() - 1;
 }
 
-Program::Compiled &Program::compiled_for(Step &step) {
+// The step compiled for the current input shapes and layouts, if it was.
+Program::Compiled *Program::cached(Step &step) {
     for (auto &c : step.compiled) {
         bool same = true;
         for (size_t i = 0; i < step.inputs.size() && same; ++i)
             same = c->inputs[i].is_equal(slots_[step.inputs[i]].desc);
-        if (same) return *c;
+        if (same) return c.get();
     }
+    return nullptr;
+}
+
+Program::Compiled &Program::compiled_for(Step &step) {
+    if (auto *c = cached(step)) return *c;
     auto c = std::make_unique<Compiled>();
     for (auto s : step.inputs) c->inputs.push_back(slots_[s].desc);
     std::vector<lt> outputs;
@@ -226,12 +232,7 @@ void Program::run_partition(Step &step) {
 }
 
 Program::Compiled &Program::concat_for(Step &step) {
-    for (auto &c : step.compiled) {
-        bool same = true;
-        for (size_t i = 0; i < step.inputs.size() && same; ++i)
-            same = c->inputs[i].is_equal(slots_[step.inputs[i]].desc);
-        if (same) return *c;
-    }
+    if (auto *c = cached(step)) return *c;
     auto c = std::make_unique<Compiled>();
     auto axis = step.concat_axis;
     std::vector<dnnl::memory::desc> sources;

@@ -89,6 +89,7 @@ private:
 
     size_t slot_of(size_t id);
     py::dict dtypes_;
+    Compiled *cached(Step &step);
     Compiled &compiled_for(Step &step);
     Compiled &concat_for(Step &step);
     void plan_lifetimes();
