@@ -74,10 +74,7 @@ def quantize_commuting_ops(graph: Graph) -> Graph:
                 if not _same_quantization(graph, input_quantizer, quantizer):
                     pair = _pair(node.name, input_quantizer, f"{node.name}/output", graph)
                     added += pair
-                    for c in consumers.get(node.name, []):
-                        current = replaced.get(c.name, c)
-                        replaced[c.name] = dataclasses.replace(
-                            current, inputs=[pair[1].name if normalize(r) == node.name else r for r in current.inputs])
+                    _redirect(consumers.get(node.name, []), node.name, pair[1].name, replaced)
                 continue
         new_inputs = list(node.inputs)
         for i, source in enumerate(data_inputs):
@@ -92,13 +89,18 @@ def quantize_commuting_ops(graph: Graph) -> Graph:
             dq = _pair(node.name, quantizer, f"{node.name}/requantized", graph)[1]
             dq = dataclasses.replace(dq, inputs=[quantizer.name, f"{quantizer.name}:1", f"{quantizer.name}:2"])
             added.append(dq)
-            for c in others:
-                current = replaced.get(c.name, c)
-                replaced[c.name] = dataclasses.replace(
-                    current, inputs=[dq.name if normalize(r) == node.name else r for r in current.inputs])
+            _redirect(others, node.name, dq.name, replaced)
     if not replaced:
         return graph
     return graph.replace([replaced.get(n.name, n) for n in graph.nodes + added])
+
+
+def _redirect(users: list[Node], old: str, new: str, replaced: dict[str, Node]) -> None:
+    """Each user reads `new` where it read `old` (on top of the rewrites already made)."""
+    for user in users:
+        current = replaced.get(user.name, user)
+        replaced[user.name] = dataclasses.replace(
+            current, inputs=[new if normalize(r) == old else r for r in current.inputs])
 
 
 def _same_quantization(graph: Graph, a: Node, b: Node) -> bool:
