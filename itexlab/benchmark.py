@@ -10,7 +10,7 @@ import numpy as np
 
 from . import bench, cpu, inspect, memory, models, tfgraph, tflite
 from .config import QuantConfig
-from .execute import CompiledModel
+from .execute import CompiledModel, mean_step_times
 from .partition import make_plan
 from .quantize import quantize
 
@@ -65,7 +65,7 @@ def executor_overhead(model: CompiledModel, batch: np.ndarray, repeats: int) -> 
     walls = np.array([wall for wall, _ in runs])
     inside = np.array([sum(t for label, t in steps if not label.startswith("TF: ")) for _, steps in runs])
     overhead = np.maximum(walls - inside, 0.0)
-    steps = [(label, float(np.mean([run[1][i][1] for run in runs]))) for i, (label, _) in enumerate(runs[0][1])]
+    steps = mean_step_times([steps for _, steps in runs])
     return {"latency_ms": 1000 * float(np.median(walls)), "overhead_ms": 1000 * float(np.median(overhead)),
             "share": float(np.median(overhead / walls))}, steps
 
@@ -80,8 +80,8 @@ def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 
     plan = make_plan(quantized.qdq)
     partition_seconds = time.perf_counter() - start
     int8 = CompiledModel(plan)
-    start = time.perf_counter()
     single = bench.batch_of(workload.sample, 1)  # contiguous, as every system gets it
+    start = time.perf_counter()
     int8(single)
     first_run = time.perf_counter() - start
     s = quantized.seconds

@@ -124,15 +124,14 @@ class CompiledModel:
         if self._program is None:
             return []
         self(batch)
-        self._program.reset_profile()
-        self._program.set_profiling(True)
-        try:
-            for _ in range(repeats):
-                self(batch)
-        finally:
-            self._program.set_profiling(False)
-        return [(s.label, seconds / max(calls, 1))
-                for s, (calls, seconds, _) in zip(self.steps, self._program.profile())]
+        return mean_step_times([self.timed_run(batch)[1] for _ in range(repeats)])
+
+
+def mean_step_times(runs: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
+    """Per step, its mean seconds over runs given as `CompiledModel.timed_run` reports them."""
+    if not runs:
+        return []
+    return [(label, float(np.mean([run[i][1] for run in runs]))) for i, (label, _) in enumerate(runs[0])]
 
 
 # ------------------------------------------------------------------------------ scheduling
@@ -189,6 +188,7 @@ def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
         return [_resolve(alias, r) for r in refs]
 
     deps = {u: {producer[r] for r in unit_inputs(u) if r in producer} for u in range(len(units))}
+    ops_by_id = {op.id: op for op in plan.translation.ops}
     done: set[int] = set()
     steps: list[Step] = []
     while len(done) < len(units):
@@ -200,7 +200,7 @@ def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
                 if kind == "partition":
                     inputs = [_resolve(alias, t.name) for t in item.inputs]  # all, in oneDNN's port order
                     step = Step(item.onednn_index, None, inputs, [t.name for t in item.outputs], item.name)
-                    concat = _byte_concat(plan, item)
+                    concat = _byte_concat(plan, item, ops_by_id)
                     if concat is not None:
                         axis, sources = concat
                         step = dataclasses.replace(step, inputs=[_resolve(alias, r) for r in sources],
@@ -224,14 +224,13 @@ def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
     return _drop_unread_outputs(steps, graph, alias)
 
 
-def _byte_concat(plan: Plan, partition) -> tuple[int, list[str]] | None:
+def _byte_concat(plan: Plan, partition, ops_by_id: dict) -> tuple[int, list[str]] | None:
     """(axis, inputs in concat order) for a partition that only concatenates, with the same
     quantization on every input and the output (or none at all): its result is the inputs' bytes
     side by side. The executor runs it as a plain oneDNN concat; oneDNN Graph 3.2 compiles int8
     NHWC concats with a transposing copy of every input and of the output (3x the memory traffic,
     1.3 ms of Inception V3's batch-1 time)."""
-    by_id = {op.id: op for op in plan.translation.ops}
-    ops = [by_id[i] for i in plan.onednn_graph.partitions[partition.onednn_index].op_ids]
+    ops = [ops_by_id[i] for i in plan.onednn_graph.partitions[partition.onednn_index].op_ids]
     concats = [op for op in ops if op.kind == "Concat"]
     if len(concats) != 1 or any(op.kind not in ("Concat", "Dequantize", "Quantize") for op in ops):
         return None
