@@ -318,9 +318,7 @@ void Program::run_view(Step &step) {
     if (result != volume)
         throw std::invalid_argument("reshape '" + step.name + "' cannot view " + std::to_string(volume) +
                                     " elements in its target shape");
-    out.ptr = in.ptr;
-    py::gil_scoped_acquire acquire;
-    out.keep = in.keep;
+    out.ptr = in.ptr;  // the source slot keeps the memory alive; a view the caller receives is copied
     out.desc = strided(out.id, out.dtype, shape);
 }
 
