@@ -2,11 +2,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
 
-from itexlab import benchmark, cpu, data, models
+from itexlab import bench, benchmark, cpu, data, models
 
 
 def test_isa_features_are_read_from_cpuinfo():
@@ -50,3 +51,21 @@ def test_benchmark_on_a_tiny_model(tmp_path):
     assert {(m.system, m.batch) for m in result.memory} == {(s, b) for s in ("tf-fp32", "itexlab-int8") for b in (1, 4)}
     assert all(m.peak_mb >= m.loaded_mb >= m.baseline_mb > 100 for m in result.memory)  # TF alone is more
     assert "| 4 |" in table.split("Peak memory")[1] and payload["memory"][0]["peak_mb"] > 0
+
+
+def test_each_turn_times_a_switch_call_and_a_steady_call():
+    calls = []
+
+    def system(name, switch_cost):
+        def run(batch):
+            if calls and calls[-1] != name:
+                time.sleep(switch_cost)   # what evicted caches or sleeping threads cost the first call
+            calls.append(name)
+        return run
+
+    results = bench.measure({"tf-fp32": system("tf-fp32", 0.0), "int8": system("int8", 0.05)}, "m",
+                            np.zeros((2, 3)), repeats=4, warmup=1, progress=None)
+    assert calls == ["tf-fp32", "int8"] + ["tf-fp32", "tf-fp32", "int8", "int8"] * 4
+    int8 = next(r for r in results if r.system == "int8")
+    assert int8.switch_ms >= 50 > int8.latency_ms   # the steady call does not pay the switch
+    assert int8.batch == 2 and int8.speedup > 0
