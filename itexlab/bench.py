@@ -94,8 +94,31 @@ class Report:
 ProgressCallback = Callable[[str, int, int], None]  # (what, done, total)
 
 
+_progress_displays: dict[str, object] = {}
+
+
 def print_progress(what: str, done: int, total: int) -> None:
-    print(f"\r{what}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    """One line that counts up in place: on stderr with carriage returns in a terminal; in a
+    notebook as one display updated in place (a notebook stores every carriage-return write as an
+    output of its own, so a saved tutorial showed a line per repeat)."""
+    line = f"{what}: {done}/{total}"
+    if not _in_notebook():
+        print(f"\r{line}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        return
+    from IPython.display import display
+
+    handle = _progress_displays.pop(what, None) if done == total else _progress_displays.get(what)
+    if handle is None and done < total:
+        _progress_displays[what] = display({"text/plain": line}, raw=True, display_id=True)
+    elif handle is None:
+        display({"text/plain": line}, raw=True)
+    else:
+        handle.update({"text/plain": line}, raw=True)
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batch: np.ndarray,
