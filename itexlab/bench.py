@@ -107,18 +107,18 @@ def print_progress(what: str, done: int, total: int) -> None:
         return
     from IPython.display import display
 
-    handle = _progress_displays.pop(what, None) if done == total else _progress_displays.get(what)
-    if handle is None and done < total:
+    handle = _progress_displays.get(what)
+    if handle is None:
         _progress_displays[what] = display({"text/plain": line}, raw=True, display_id=True)
-    elif handle is None:
-        display({"text/plain": line}, raw=True)
     else:
         handle.update({"text/plain": line}, raw=True)
+    if done == total:
+        del _progress_displays[what]
 
 
 def _in_notebook() -> bool:
-    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-    return type(shell).__name__ == "ZMQInteractiveShell"
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and type(ipython.get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
 def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batch: np.ndarray,

@@ -16,7 +16,6 @@ from .graph import CONSTANT_OPS, Graph, Node
 from .partition import Plan
 
 
-
 def macs(node: Node, graph: Graph) -> int:
     """Multiply-accumulates per image of a Conv2D, depthwise convolution or MatMul."""
     if node.op not in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
