@@ -64,7 +64,8 @@ def executor_overhead(model: CompiledModel, batch: np.ndarray, repeats: int) -> 
     model(batch)
     runs = [model.timed_run(batch) for _ in range(repeats)]
     walls = np.array([wall for wall, _ in runs])
-    inside = np.array([sum(t for label, t in steps if not label.startswith("TF: ")) for _, steps in runs])
+    native = [step.callback is None for step in model.steps]
+    inside = np.array([sum(t for (_, t), n in zip(steps, native) if n) for _, steps in runs])
     overhead = np.maximum(walls - inside, 0.0)
     steps = mean_step_times([steps for _, steps in runs])
     return {"latency_ms": 1000 * float(np.median(walls)), "overhead_ms": 1000 * float(np.median(overhead)),
