@@ -83,11 +83,16 @@ class CompiledModel:
 
     @staticmethod
     def _check(info: TensorInfo, index: int, x) -> np.ndarray:
+        """The input as the executor takes it, or InputError. Attribute tests and a plain loop, no
+        numpy type predicates: at AlexNet's 0.15 ms per image, the check was 1% of the run."""
         x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
+        if x.dtype.kind != "f":
             raise InputError(f"input {index} has dtype {x.dtype}; the model takes {info.dtype}")
         if info.shape is not None:
-            if x.ndim != len(info.shape) or any(w is not None and g != w for g, w in zip(x.shape, info.shape)):
+            fits = x.ndim == len(info.shape)
+            for got, want in zip(x.shape, info.shape):
+                fits = fits and (want is None or got == want)
+            if not fits:
                 raise InputError(f"input {index} has shape {x.shape}; the model takes {info.describe()}")
         if x.size == 0:
             raise InputError(f"input {index} is empty (shape {x.shape})")

@@ -205,6 +205,12 @@ def test_bad_runtime_inputs_are_rejected_before_native_code():
         model(np.zeros((0, 10, 10, 4), np.float32))
     with pytest.raises(InputError, match="1 input"):
         model(X, X)
+    with pytest.raises(InputError, match="dtype bool"):
+        model(np.zeros((2, 10, 10, 4), bool))
+    # any floating input is taken, as a contiguous float32 copy
+    expected = model(X)[0]
+    np.testing.assert_array_equal(model(X.astype(np.float64))[0], expected)
+    np.testing.assert_array_equal(model(np.asfortranarray(X))[0], expected)
 
 
 def test_any_batch_size_compiles_once_per_shape():
