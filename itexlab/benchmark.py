@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,10 +15,30 @@ from .execute import CompiledModel, mean_step_times
 from .partition import make_plan
 from .quantize import quantize
 
+# The probe for this CPU's INT8 convolution rate: four 3x3 convolutions, 256 channels on 28x28
+# maps (3.7 GOP), where oneDNN 3.2's int8 kernels run near their best (830-870 GOPS on this
+# 2-core AVX-512 VNNI machine; a single 56x56x64 convolution primitive reached 890).
+PROBE = {"size": 28, "channels": 256, "depth": 4}
+PROBE_SYSTEM = "int8-conv-probe"
+
+
+@dataclasses.dataclass
+class Floor:
+    """The latency this CPU's INT8 convolutions set as a floor for one batch size: the model's
+    convolution and matmul work at the rate the probe reached, measured in the same round-robin
+    turns as the systems (a busy host slows the probe and the model alike)."""
+
+    batch: int
+    gop: float            # the model's convolution/matmul work per batch, 2 ops per multiply-accumulate
+    probe_gops: float     # the probe's rate in the same run
+    floor_ms: float       # gop / probe_gops
+    itexlab_share: float  # floor_ms / itexlab-int8's latency: how close itexlab runs to the floor
+
 
 @dataclasses.dataclass
 class Benchmark:
     model: str
+    cpu_model: str
     isa: list[str]
     threads: int
     report: bench.Report
@@ -25,20 +46,29 @@ class Benchmark:
     executor_overhead: dict[str, float]      # at batch 1: run time outside oneDNN partitions
     breakdown: list[tuple[str, float]] | None
     memory: list[memory.MemoryResult] | None = None  # peak RSS, a fresh process per system
+    floor: list[Floor] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "cpu": {"isa": self.isa, "threads": self.threads},
-                **self.report.to_dict(), "time_to_first_result": self.first_result_seconds,
+        return {"model": self.model, "cpu": {"model": self.cpu_model, "isa": self.isa, "threads": self.threads},
+                **self.report.to_dict(), "floor": [dataclasses.asdict(f) for f in self.floor],
+                "time_to_first_result": self.first_result_seconds,
                 "executor_overhead": self.executor_overhead,
                 "breakdown": None if self.breakdown is None else [{"step": s, "ms": 1000 * t} for s, t in self.breakdown],
                 "memory": None if self.memory is None else [dataclasses.asdict(m) for m in self.memory]}
 
     def markdown(self) -> str:
-        lines = [f"**{self.model}** — {self.threads} threads, CPU INT8 features: {', '.join(self.isa) or 'none'}", "",
+        features = ", ".join(self.isa) or "none"
+        lines = [f"**{self.model}** — {self.cpu_model}, {self.threads} threads, CPU INT8 features: {features}", "",
                  "| system | batch | latency ms (median) | IQR ms | img/s | vs TF FP32 | first call after another system, ms |",
                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {r.system} | {r.batch} | {r.latency_ms:.2f} | {r.spread_ms:.2f} | {r.ips:.1f} | {r.speedup:.2f}x "
                   f"| {r.switch_ms:.2f} |" for r in self.report.results]
+        if self.floor:
+            lines += ["", ("INT8 floor (the model's convolution/matmul work at the rate this CPU's INT8 convolutions "
+                           "reached in the same run):"), "",
+                      "| batch | GOP | INT8 rate, GOPS | floor ms | itexlab-int8 at |", "|---|---|---|---|---|"]
+            lines += [f"| {f.batch} | {f.gop:.1f} | {f.probe_gops:.0f} | {f.floor_ms:.2f} | {100 * f.itexlab_share:.0f}% |"
+                      for f in self.floor]
         s = self.first_result_seconds
         lines += ["", f"Time to first INT8 result: {s['total']:.1f} s — INC calibration {s['inc_calibration']:.1f} s, "
                       f"itexlab's own part {s['itexlab']:.2f} s (prepare {s['load_and_prepare']:.2f}, import "
@@ -99,14 +129,33 @@ def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 
     }
     if with_tflite and tflite.available():
         systems["tflite-int8"] = tflite.int8_system(workload.model, workload.calibration, cpu.thread_count())
-    results = []
+    probe, probe_gop = int8_probe()
+    systems[PROBE_SYSTEM] = lambda _batch: probe()  # timed in the same turns, on its own input
+    gop = 2 * inspect.total_macs(plan.source) / 1e9
+    results, floor = [], []
     for size in batch_sizes:
-        results += bench.measure(systems, workload.name, bench.batch_of(workload.sample, size), repeats,
+        measured = bench.measure(systems, workload.name, bench.batch_of(workload.sample, size), repeats,
                                  progress=progress)
+        probe_result = next(r for r in measured if r.system == PROBE_SYSTEM)
+        results += [r for r in measured if r.system != PROBE_SYSTEM]
+        probe_gops = probe_gop / (probe_result.latency_ms / 1000)
+        floor_ms = 1000 * gop * size / probe_gops
+        itexlab_ms = next(r.latency_ms for r in measured if r.system == "itexlab-int8")
+        floor.append(Floor(size, gop * size, probe_gops, floor_ms, floor_ms / itexlab_ms))
     overhead, steps = executor_overhead(int8, single, repeats)
     report = bench.Report(results, [], {workload.name: dataclasses.asdict(inspect.counts(plan))})
     peaks = None
     if with_memory:
         peaks = memory.measure({"tf-fp32": stock, "itexlab-int8": quantized.qdq}, workload.sample, batch_sizes)
-    return Benchmark(workload.name, cpu.isa_features(), cpu.thread_count(), report, first, overhead,
-                     steps if breakdown else None, peaks)
+    return Benchmark(workload.name, cpu.model_name(), cpu.isa_features(), cpu.thread_count(), report, first, overhead,
+                     steps if breakdown else None, peaks, floor)
+
+
+def int8_probe() -> tuple[Callable[[], object], float]:
+    """The INT8 rate probe compiled by itexlab, as a call on a fixed input, and its work in GOP."""
+    graph = tfgraph.int8_conv_chain(**PROBE)
+    plan = make_plan(graph)
+    model = CompiledModel(plan)
+    size, channels = PROBE["size"], PROBE["channels"]
+    x = np.random.default_rng(0).uniform(0, 4, (1, size, size, channels)).astype(np.float32)
+    return (lambda: model(x)), 2 * inspect.total_macs(plan.source) / 1e9

@@ -20,16 +20,27 @@ import pathlib
 INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "avx512_bf16", "amx_bf16", "avx512f")
 
 
+def _cpuinfo() -> str:
+    path = pathlib.Path("/proc/cpuinfo")
+    return path.read_text() if path.exists() else ""
+
+
+def _fields(cpuinfo: str, key: str) -> list[str]:
+    return [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+            if line.split(":", 1)[0].strip() == key and ":" in line]
+
+
 def isa_features(cpuinfo: str | None = None) -> list[str]:
     """The INT8-relevant instruction set extensions the CPU reports."""
-    if cpuinfo is None:
-        path = pathlib.Path("/proc/cpuinfo")
-        cpuinfo = path.read_text() if path.exists() else ""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags |= set(line.split(":", 1)[1].split())
+    flags = {f for line in _fields(_cpuinfo() if cpuinfo is None else cpuinfo, "flags") for f in line.split()}
     return [f for f in INT8_FEATURES if f in flags]
+
+
+def model_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (INT8 speed depends on the microarchitecture, not just the ISA: AMD's
+    Zen 4 runs AVX-512 on 256-bit units)."""
+    names = _fields(_cpuinfo() if cpuinfo is None else cpuinfo, "model name")
+    return names[0] if names else "unknown CPU"
 
 
 OPENMP_SPIN_COUNT = "30000"

@@ -30,6 +30,11 @@ def macs(node: Node, graph: Graph) -> int:
     return int(np.prod(out[1:3])) * int(np.prod(weights))
 
 
+def total_macs(graph: Graph) -> int:
+    """Multiply-accumulates per image of the whole graph."""
+    return sum(macs(node, graph) for node in graph.nodes)
+
+
 def partition_macs(plan: Plan, partition) -> int:
     """Multiply-accumulates per image of all the ops a partition fused."""
     return sum(macs(plan.source.node(n.name), plan.source) for n in partition.nodes)
@@ -46,11 +51,8 @@ def placement(plan: Plan) -> dict[str, str]:
 def mac_share(plan: Plan) -> float:
     """Share of the model's multiply-accumulates that run inside INT8 partitions."""
     int8_nodes = {n.name for p in plan.partitions if p.quantized for n in p.nodes}
-    total = inside = 0
-    for node in plan.source.nodes:
-        m = macs(node, plan.source)
-        total += m
-        inside += m if node.name in int8_nodes else 0
+    inside = sum(macs(node, plan.source) for node in plan.source.nodes if node.name in int8_nodes)
+    total = total_macs(plan.source)
     return inside / total if total else 0.0
 
 

@@ -231,6 +231,40 @@ def reannotate(graph: Graph) -> Graph:
     return graph_from_graph_def(graph_def_from_graph(graph), graph.inputs, graph.outputs)
 
 
+# ------------------------------------------------------------------------- QDQ graphs in code
+
+def quantize_dequantize(x, lo, hi, dtype=tf.quint8, mode="SCALED", axis=None):
+    """QuantizeV2 -> Dequantize with constant ranges, as INC writes them."""
+    round_mode = "HALF_TO_EVEN" if mode == "SCALED" else "HALF_AWAY_FROM_ZERO"  # TF allows no other
+    axis = -1 if axis is None else axis  # TF's "per tensor"
+    q, qmin, qmax = tf.raw_ops.QuantizeV2(input=x, min_range=lo, max_range=hi, T=dtype, mode=mode,
+                                          round_mode=round_mode, axis=axis)
+    return tf.raw_ops.Dequantize(input=q, min_range=qmin, max_range=qmax, mode=mode, axis=axis)
+
+
+def quantize_dequantize_weights(w: np.ndarray, axis: int = 3):
+    """Per-channel symmetric int8 weights, as INC quantizes conv weights."""
+    w = np.asarray(w, np.float32)
+    m = np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != axis))
+    return quantize_dequantize(tf.constant(w), -m, m, tf.qint8, axis=axis)
+
+
+def int8_conv_chain(size: int, channels: int, depth: int, seed: int = 0) -> Graph:
+    """`depth` 3x3 convolutions with ReLU on size x size maps, in QDQ form (uint8 activations in
+    [0, 4], per-channel int8 weights): dense int8 work at shapes where oneDNN's kernels reach
+    their best rate, to measure this CPU's INT8 convolution rate with itexlab's own kernels."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, 0.05, (3, 3, channels, channels)).astype(np.float32) for _ in range(depth)]
+
+    def chain(x):
+        for w in weights:
+            x = tf.nn.relu(tf.nn.conv2d(quantize_dequantize(x, 0.0, 4.0), quantize_dequantize_weights(w), 1, "SAME"))
+        return quantize_dequantize(x, 0.0, 4.0)
+
+    spec = tf.TensorSpec((None, size, size, channels), tf.float32)
+    return from_concrete_function(tf.function(chain).get_concrete_function(spec))
+
+
 # ------------------------------------------------------------------------------ running on TF
 
 class GraphFunction:

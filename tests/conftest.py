@@ -11,26 +11,13 @@ import tensorflow as tf
 from itexlab import tfgraph
 from itexlab.execute import CompiledModel
 from itexlab.partition import make_plan
+from itexlab.tfgraph import quantize_dequantize as qdq  # noqa: F401  (QDQ pairs, as INC writes them)
+from itexlab.tfgraph import quantize_dequantize_weights as qdq_weights  # noqa: F401
 
 
 def graph_of(fn, shape, dtype=tf.float32):
     """Freeze a Python function of one tensor into a neutral graph."""
     return tfgraph.from_concrete_function(tf.function(fn).get_concrete_function(tf.TensorSpec(shape, dtype)))
-
-
-def qdq(x, lo, hi, dtype=tf.quint8, mode="SCALED", axis=None):
-    """QuantizeV2 -> Dequantize with constant ranges, as INC writes them."""
-    round_mode = "HALF_TO_EVEN" if mode == "SCALED" else "HALF_AWAY_FROM_ZERO"  # TF allows no other
-    q, qmin, qmax = tf.quantization.quantize(x, lo, hi, dtype, mode=mode, round_mode=round_mode, axis=axis)
-    return tf.quantization.dequantize(q, qmin, qmax, mode=mode, axis=axis)
-
-
-def qdq_weights(w, axis=3):
-    """Per-channel symmetric int8 weights, as INC quantizes conv weights."""
-    w = np.asarray(w, np.float32)
-    reduce = tuple(i for i in range(w.ndim) if i != axis)
-    m = np.abs(w).max(axis=reduce)
-    return qdq(tf.constant(w), -m, m, tf.qint8, axis=axis)
 
 
 def run_tf(graph, *inputs):

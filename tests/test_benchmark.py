@@ -13,6 +13,8 @@ from itexlab import bench, benchmark, cpu, data, models
 def test_isa_features_are_read_from_cpuinfo():
     assert cpu.isa_features("flags\t: fpu avx512f avx512_vnni amx_int8 sse") == ["avx512_vnni", "amx_int8", "avx512f"]
     assert cpu.isa_features("flags\t: fpu sse") == []
+    assert cpu.model_name("vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu") == "AMD EPYC 9R14"
+    assert cpu.model_name("processor\t: 0") == "unknown CPU"
 
 
 def test_openmp_spin_count_is_set_before_libgomp_loads_unless_the_user_chose():
@@ -40,7 +42,7 @@ def test_benchmark_on_a_tiny_model(tmp_path):
     assert {"tf-fp32", "tf-int8-legacy", "tf-qdq", "itexlab-int8", "tflite-int8"} <= systems
     payload = json.loads(json.dumps(result.to_dict()))
     assert {"system", "model", "batch", "latency_ms", "ips"} <= set(payload["results"][0])
-    assert payload["cpu"]["threads"] >= 1
+    assert payload["cpu"]["threads"] >= 1 and payload["cpu"]["model"] == cpu.model_name()
     first = result.first_result_seconds
     assert first["total"] >= first["inc_calibration"] > 0 and first["itexlab"] > 0
     assert 0 <= result.executor_overhead["share"] < 1
@@ -51,6 +53,15 @@ def test_benchmark_on_a_tiny_model(tmp_path):
     assert {(m.system, m.batch) for m in result.memory} == {(s, b) for s in ("tf-fp32", "itexlab-int8") for b in (1, 4)}
     assert all(m.peak_mb >= m.loaded_mb >= m.baseline_mb > 100 for m in result.memory)  # TF alone is more
     assert "| 4 |" in table.split("Peak memory")[1] and payload["memory"][0]["peak_mb"] > 0
+    assert benchmark.PROBE_SYSTEM not in systems  # the probe runs in the same turns, not as a system
+    itexlab_ms = {r.batch: r.latency_ms for r in result.report.results if r.system == "itexlab-int8"}
+    conv_gop = 2 * (14 * 14 * 3 * 3 * 1 * 8 + 14 * 14 * 8 * 10) / 1e9  # Conv2D + Dense, per image
+    for floor, batch in zip(result.floor, (1, 4)):
+        assert floor.batch == batch and floor.probe_gops > 0
+        np.testing.assert_allclose(floor.gop, conv_gop * batch)
+        np.testing.assert_allclose(floor.floor_ms, 1000 * floor.gop / floor.probe_gops)
+        np.testing.assert_allclose(floor.itexlab_share, floor.floor_ms / itexlab_ms[batch])
+    assert payload["floor"][1]["batch"] == 4 and "INT8 floor" in table
 
 
 def test_each_turn_times_a_switch_call_and_a_steady_call():

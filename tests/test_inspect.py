@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from itexlab import inspect
+from itexlab import inspect, tfgraph
 from itexlab.execute import CompiledModel
 from itexlab.partition import make_plan
 from itexlab.translate import quant_params
@@ -22,6 +22,12 @@ def test_counts_and_mac_share():
     conv = next(n for n in plan.source.nodes if n.op == "Conv2D")
     assert inspect.macs(conv, plan.source) == 10 * 10 * W1.size
     assert "100.0% of MACs in INT8 partitions" in c.headline()
+    assert inspect.total_macs(plan.source) == 10 * 10 * W1.size
+
+
+def test_total_macs_counts_every_convolution():
+    graph = tfgraph.int8_conv_chain(size=6, channels=8, depth=3)
+    assert inspect.total_macs(graph) == 3 * (6 * 6) * (3 * 3 * 8 * 8)
 
 
 def test_tables():

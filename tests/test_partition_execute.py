@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from itexlab import tfgraph
 from itexlab.config import PartitionConfig
 from itexlab.execute import CompiledModel, InputError
 from itexlab.partition import make_plan
@@ -38,6 +39,15 @@ def test_conv_bias_relu_qdq_is_one_partition():
     assert {"Convolution", "BiasAdd", "ReLU", "Quantize", "Dequantize"} <= set(p.onednn_ops)
     assert sum(n.op == "QuantizeV2" for n in p.nodes) == 2  # weights (absorbed) and output
     assert any(t.constant and t.dtype == "qint8" for t in p.inputs)
+
+
+def test_int8_conv_chain_runs_every_convolution_in_int8_and_matches_tf():
+    graph = tfgraph.int8_conv_chain(size=8, channels=16, depth=3)
+    x = RNG.uniform(0, 4, (2, 8, 8, 16)).astype(np.float32)
+    plan, _ = assert_matches_tf(graph, x)
+    convs = [p for p in plan.partitions if any(n.op == "Conv2D" for n in p.nodes)]
+    assert len(convs) == 3 and all(p.quantized for p in convs)
+    assert [f.op for f in plan.fallback] == ["Identity"]  # aliased, no kernel runs
 
 
 def test_concat_is_inside_a_partition():
