@@ -67,7 +67,7 @@ class Benchmark:
             lines += ["", ("INT8 floor (the model's convolution/matmul work at the rate this CPU's INT8 convolutions "
                            "reached in the same run):"), "",
                       "| batch | GOP | INT8 rate, GOPS | floor ms | itexlab-int8 at |", "|---|---|---|---|---|"]
-            lines += [f"| {f.batch} | {f.gop:.1f} | {f.probe_gops:.0f} | {f.floor_ms:.2f} | {100 * f.itexlab_share:.0f}% |"
+            lines += [f"| {f.batch} | {f.gop:.3g} | {f.probe_gops:.0f} | {f.floor_ms:.2f} | {100 * f.itexlab_share:.0f}% |"
                       for f in self.floor]
         s = self.first_result_seconds
         lines += ["", f"Time to first INT8 result: {s['total']:.1f} s — INC calibration {s['inc_calibration']:.1f} s, "
