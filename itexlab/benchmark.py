@@ -16,8 +16,8 @@ from .partition import make_plan
 from .quantize import quantize
 
 # The probe for this CPU's INT8 convolution rate: four 3x3 convolutions, 256 channels on 28x28
-# maps (3.7 GOP), where oneDNN 3.2's int8 kernels run near their best (830-870 GOPS on this
-# 2-core AVX-512 VNNI machine; a single 56x56x64 convolution primitive reached 890).
+# maps (3.7 GOP), where oneDNN 3.2's int8 kernels run near their best: 800-870 GOPS on this
+# project's 2-core machine, whose VNNI instructions alone peak at ~900.
 PROBE = {"size": 28, "channels": 256, "depth": 4}
 PROBE_SYSTEM = "int8-conv-probe"
 
