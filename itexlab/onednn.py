@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import importlib.metadata
+import os
 import pathlib
 
 from . import cpu
@@ -28,6 +29,19 @@ _preload_libdnnl()
 from . import _native  # noqa: E402
 
 VERSION = _native.onednn_version()
+
+CONSTANT_CACHE_ENV = "ONEDNN_GRAPH_CONSTANT_TENSOR_CACHE_CAPACITY"
+
+
+def configure_constant_cache() -> None:
+    """Keep constant tensors (weights) in their compiled layout across runs. oneDNN 3.2 does so by
+    default; later releases do not (oneDNN 3.7, built here, re-ordered Inception V3's weights on
+    every run: 4.5 ms of reorders, 21 ms instead of 16.5 at batch 1). A user's own capacity wins."""
+    if CONSTANT_CACHE_ENV not in os.environ:
+        _native.set_constant_tensor_cache(True)
+
+
+configure_constant_cache()
 
 
 @dataclasses.dataclass(frozen=True)

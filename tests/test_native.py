@@ -42,3 +42,15 @@ def test_native_program_rejects_wrong_inputs_with_exceptions():
     with pytest.raises(ValueError, match="unknown oneDNN op kind"):
         graph2 = native.OneDnnGraph()
         graph2.add_op(1, "Frobnicate", [T(1, "f32", [4])], [T(2, "f32", [4])], {}, "x")
+
+
+def test_constant_weights_stay_cached_unless_the_user_sized_the_cache(monkeypatch):
+    monkeypatch.delenv(onednn.CONSTANT_CACHE_ENV, raising=False)
+    onednn._native.set_constant_tensor_cache(False)
+    onednn.configure_constant_cache()
+    assert onednn._native.constant_tensor_cache()
+    onednn._native.set_constant_tensor_cache(False)
+    monkeypatch.setenv(onednn.CONSTANT_CACHE_ENV, "cpu:0")
+    onednn.configure_constant_cache()
+    assert not onednn._native.constant_tensor_cache()
+    onednn._native.set_constant_tensor_cache(True)  # as itexlab left it for the other tests

@@ -47,6 +47,10 @@ PYBIND11_MODULE(_native, m) {
         .def("profile", &Program::profile)
         .def("reset_profile", &Program::reset_profile);
 
+    m.def("set_constant_tensor_cache", [](bool on) { dg::set_constant_tensor_cache(on ? 1 : 0); },
+          py::arg("on"));
+    m.def("constant_tensor_cache", [] { return dg::get_constant_tensor_cache() != 0; });
+
     m.def("onednn_version", [] {
         const dnnl_version_t *v = dnnl_version();
         return py::make_tuple(v->major, v->minor, v->patch);
