@@ -12,7 +12,7 @@ import numpy as np
 from . import bench, cpu, inspect, memory, models, tfgraph, tflite
 from .config import QuantConfig
 from .execute import CompiledModel, mean_step_times
-from .partition import make_plan
+from .partition import Plan, make_plan
 from .quantize import quantize
 
 # The probe for this CPU's INT8 convolution rate: four 3x3 convolutions, 256 channels on 28x28
@@ -131,7 +131,7 @@ def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 
         systems["tflite-int8"] = tflite.int8_system(workload.model, workload.calibration, cpu.thread_count())
     probe, probe_gop = int8_probe()
     systems[PROBE_SYSTEM] = lambda _batch: probe()  # timed in the same turns, on its own input
-    gop = 2 * inspect.total_macs(plan.source) / 1e9
+    gop = _giga_ops(plan)
     results, floor = [], []
     for size in batch_sizes:
         measured = bench.measure(systems, workload.name, bench.batch_of(workload.sample, size), repeats,
@@ -158,4 +158,9 @@ def int8_probe() -> tuple[Callable[[], object], float]:
     model = CompiledModel(plan)
     size, channels = PROBE["size"], PROBE["channels"]
     x = np.random.default_rng(0).uniform(0, 4, (1, size, size, channels)).astype(np.float32)
-    return (lambda: model(x)), 2 * inspect.total_macs(plan.source) / 1e9
+    return (lambda: model(x)), _giga_ops(plan)
+
+
+def _giga_ops(plan: Plan) -> float:
+    """A plan's convolution/matmul work per image in GOP (2 ops per multiply-accumulate)."""
+    return 2 * inspect.total_macs(plan.source) / 1e9

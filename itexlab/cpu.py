@@ -20,26 +20,25 @@ import pathlib
 INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "avx512_bf16", "amx_bf16", "avx512f")
 
 
-def _cpuinfo() -> str:
-    path = pathlib.Path("/proc/cpuinfo")
-    return path.read_text() if path.exists() else ""
-
-
-def _fields(cpuinfo: str, key: str) -> list[str]:
-    return [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-            if line.split(":", 1)[0].strip() == key and ":" in line]
+def _fields(key: str, cpuinfo: str | None) -> list[str]:
+    """The values of `key` in /proc/cpuinfo (or in the text given), one per processor."""
+    if cpuinfo is None:
+        path = pathlib.Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    lines = (line.partition(":") for line in cpuinfo.splitlines())
+    return [value.strip() for name, colon, value in lines if colon and name.strip() == key]
 
 
 def isa_features(cpuinfo: str | None = None) -> list[str]:
     """The INT8-relevant instruction set extensions the CPU reports."""
-    flags = {f for line in _fields(_cpuinfo() if cpuinfo is None else cpuinfo, "flags") for f in line.split()}
+    flags = {f for line in _fields("flags", cpuinfo) for f in line.split()}
     return [f for f in INT8_FEATURES if f in flags]
 
 
 def model_name(cpuinfo: str | None = None) -> str:
     """The CPU's model name (INT8 speed depends on the microarchitecture, not just the ISA: AMD's
     Zen 4 runs AVX-512 on 256-bit units)."""
-    names = _fields(_cpuinfo() if cpuinfo is None else cpuinfo, "model name")
+    names = _fields("model name", cpuinfo)
     return names[0] if names else "unknown CPU"
 
 
