@@ -53,9 +53,16 @@ class PartitionConfig:
     tf_constant_folding: ITEX_TF_CONSTANT_FOLDING (default off for INT8): let TF fold constants,
         which turns weight Quantize/Dequantize pairs into FP32 constants and breaks INT8 patterns.
     offload_fp32: also offload partitions that contain no Quantize/Dequantize (ITEX does not).
+    weight_bits: 7 or 8 bits for the int8 weights of convolutions and matmuls; None (default)
+        chooses 7 where oneDNN's int8 kernels would otherwise saturate (no VNNI or AMX), 8 elsewhere.
     """
 
     onednn_graph: bool = dataclasses.field(default_factory=lambda: _env_flag("ITEX_ONEDNN_GRAPH", True))
     tf_constant_folding: bool = dataclasses.field(
         default_factory=lambda: _env_flag("ITEX_TF_CONSTANT_FOLDING", False))
     offload_fp32: bool = False
+    weight_bits: int | None = None
+
+    def __post_init__(self):
+        if self.weight_bits not in (None, 7, 8):
+            raise ConfigError(f"weight_bits must be 7, 8 or None (chosen for the CPU), not {self.weight_bits!r}")

@@ -75,6 +75,15 @@ def counts(plan: Plan) -> Counts:
                   len(plan.fallback), len(plan.views), mac_share(plan))
 
 
+def weight_bits(plan: Plan, partition) -> int | None:
+    """The bits of a partition's int8 weights: 7 where the plan narrowed them for this CPU (see
+    qdq.seven_bit_weights), 8 otherwise; None for a partition without int8 weights."""
+    narrowed = set(plan.seven_bit_ops)
+    if any(n.name in narrowed for n in partition.nodes):
+        return 7
+    return 8 if any(t.constant and t.dtype == "qint8" for t in partition.inputs) else None
+
+
 def partitions_frame(plan: Plan, latency: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per oneDNN partition. `latency`: partition name -> seconds (CompiledModel.profile)."""
     rows = []
@@ -86,11 +95,12 @@ def partitions_frame(plan: Plan, latency: dict[str, float] | None = None) -> pd.
             "onednn_ops": " + ".join(p.onednn_ops),
             "inputs": ", ".join(t.describe() for t in p.inputs if not t.constant),
             "outputs": ", ".join(t.describe() for t in p.outputs),
+            "weight_bits": weight_bits(plan, p),
             "macs": partition_macs(plan, p),
             "latency_ms": None if latency is None else 1000 * latency.get(p.name, float("nan")),
         })
     return pd.DataFrame(rows, columns=["id", "name", "int8", "tf_ops", "ops", "onednn_ops", "inputs", "outputs",
-                                       "macs", "latency_ms"])
+                                       "weight_bits", "macs", "latency_ms"])
 
 
 def nodes_frame(plan: Plan) -> pd.DataFrame:
@@ -98,10 +108,11 @@ def nodes_frame(plan: Plan) -> pd.DataFrame:
     where = placement(plan)
     reasons = {f.name: f.reason for f in plan.fallback}
     reasons.update({v.name: "runs as a zero-copy view in the executor" for v in plan.views})
+    narrowed = set(plan.seven_bit_ops)
     rows = [{"name": n.name, "op": n.op, "placement": where.get(n.name, "TF"),
-             "reason": reasons.get(n.name, "")}
+             "reason": reasons.get(n.name, ""), "seven_bit_weights": n.name in narrowed}
             for n in plan.source.nodes if n.op not in CONSTANT_OPS and n.op != "Placeholder"]
-    return pd.DataFrame(rows, columns=["name", "op", "placement", "reason"])
+    return pd.DataFrame(rows, columns=["name", "op", "placement", "reason", "seven_bit_weights"])
 
 
 def quantization_frame(plan: Plan) -> pd.DataFrame:
@@ -131,6 +142,7 @@ def partition_details(plan: Plan, partition_id: int, latency: dict[str, float] |
         "outputs": [{"name": t.name, "tensor": t.describe()} for t in p.outputs],
         "quantization": quant[quant.partition == p.id].drop(columns="partition").to_dict("records"),
         "macs": partition_macs(plan, p),
+        "weight_bits": weight_bits(plan, p),
         "latency_ms": None if latency is None or p.name not in latency else 1000 * latency[p.name],
     }
 

@@ -43,6 +43,22 @@ def configure_constant_cache() -> None:
 
 configure_constant_cache()
 
+# oneDNN's int8 kernels on these instruction sets multiply u8 x s8 pairs with vpmaddubsw, which adds
+# two products into a saturating int16 (255 * 127 * 2 > 32767): see oneDNN's "Nuances of int8
+# computations". VNNI (vpdpbusd) and AMX accumulate in int32 and never clip.
+INT16_PAIR_ISAS = ("SSE41", "AVX", "AVX2", "AVX512_CORE")
+
+
+def effective_isa() -> str:
+    """The instruction set oneDNN runs its kernels for here, as ONEDNN_MAX_CPU_ISA spells it: the
+    CPU's own, or less when that variable caps it."""
+    return _native.effective_cpu_isa()
+
+
+def int8_pairs_saturate(isa: str | None = None) -> bool:
+    """Whether oneDNN's int8 convolutions and matmuls sum pairs of products in int16 on this ISA."""
+    return (isa or effective_isa()) in INT16_PAIR_ISAS
+
 
 @dataclasses.dataclass(frozen=True)
 class OneDnnPartition:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections import Counter
 
 from . import onednn, tfgraph
 from .config import PartitionConfig
 from .graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, prune_and_sort, ref, split_ref
-from .qdq import global_mean_as_pooling, quantize_commuting_ops, split_shared_dequantize
+from .qdq import global_mean_as_pooling, quantize_commuting_ops, seven_bit_weights, split_shared_dequantize
 from .translate import ONEDNN_DTYPES, Translation, translate
 
 QUANTIZED_KINDS = {"Quantize", "Dequantize"}
@@ -66,6 +67,9 @@ class Plan:
     fallback: list[Fallback]
     config: PartitionConfig
     views: list[PlanNode] = dataclasses.field(default_factory=list)  # reshapes run as zero-copy views
+    isa: str = ""                 # the instruction set oneDNN ran its kernels for when planning
+    weight_bits: int = 8          # 7: weights of `seven_bit_ops` narrowed (see qdq.seven_bit_weights)
+    seven_bit_ops: list[str] = dataclasses.field(default_factory=list)
     translation: Translation | None = dataclasses.field(default=None, repr=False)
     onednn_graph: onednn.PartitionedGraph | None = dataclasses.field(default=None, repr=False)
 
@@ -87,6 +91,7 @@ class Plan:
                             "outputs": [_tensor_dict(t) for t in p.outputs]} for p in self.partitions],
             "fallback": [dataclasses.asdict(f) for f in self.fallback],
             "views": [dataclasses.asdict(v) for v in self.views],
+            "isa": self.isa, "weight_bits": self.weight_bits, "seven_bit_ops": list(self.seven_bit_ops),
         }
 
     def to_json(self, indent: int = 1) -> str:
@@ -103,6 +108,11 @@ class Plan:
             lines.append(f"  left to TF ({n}): {reason}")
         if self.views:
             lines.append(f"  {len(self.views)} Reshape(s) outside partitions run as zero-copy views in the executor")
+        if self.isa:
+            lines.append(f"  oneDNN ISA: {self.isa}" + ("" if self.weight_bits == 8 else
+                         f"; 7-bit weights on {len(self.seven_bit_ops)} convolutions/matmuls"
+                         + (" (no VNNI: u8 x s8 pairs would saturate in int16)"
+                            if onednn.int8_pairs_saturate(self.isa) else "")))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -163,8 +173,13 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     unfolded = graph
     if config.tf_constant_folding:
         graph = tfgraph.grappler_constant_folding(graph)
+    isa = onednn.effective_isa()
+    weight_bits = config.weight_bits or (7 if onednn.int8_pairs_saturate(isa) else 8)
+    seven_bit_ops: list[str] = []
+    if weight_bits == 7:
+        graph, seven_bit_ops = seven_bit_weights(graph)
     graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(graph)))
-    translation = translate(graph)
+    translation = translate(graph, seven_bit_weights=weight_bits == 7)
     partitioned = onednn.partition(translation)
     op_node = {op.id: op.node for op in translation.ops}
     op_kind = {op.id: op.kind for op in translation.ops}
@@ -216,7 +231,28 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
         if config.tf_constant_folding and _weight_qdq_folded(node, graph, unfolded):
             reason = "weight QDQ was constant-folded away (ITEX_TF_CONSTANT_FOLDING=1): no INT8 pattern"
         fallback.append(Fallback(node.name, node.op, reason))
-    return Plan(graph, partitions, fallback, config, views, translation, partitioned)
+    plan = Plan(graph, partitions, fallback, config, views, isa, weight_bits, seven_bit_ops, translation, partitioned)
+    if plan.partitions and any(p.quantized for p in plan.partitions):
+        warn_if_int8_is_slow(isa)
+    return plan
+
+
+_warned_isa = False
+
+
+class Int8SpeedWarning(UserWarning):
+    """INT8 runs here without the instructions that make it fast."""
+
+
+def warn_if_int8_is_slow(isa: str) -> None:
+    """Say once per process when oneDNN's INT8 kernels lack VNNI/AMX here."""
+    global _warned_isa
+    if _warned_isa or not onednn.int8_pairs_saturate(isa):
+        return
+    _warned_isa = True
+    warnings.warn(f"oneDNN runs INT8 with {isa} kernels on this CPU (no VNNI or AMX): INT8 speedups over FP32 "
+                  "will be smaller than on CPUs with VNNI, and itexlab uses 7-bit weights for convolutions and "
+                  "matmuls so that no int16 sum saturates", Int8SpeedWarning, stacklevel=3)
 
 
 def _choose_offloaded(candidates, constants, config: PartitionConfig) -> set[int]:

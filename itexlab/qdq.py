@@ -17,6 +17,10 @@ output values are input values, so quantizing them with A is exact, and the requ
 the consumer's scale B moves behind the pool, onto 4x fewer values, where oneDNN fuses it into one
 int8 reorder (see translate's QuantizeV2 rule). oneDNN 3.2 runs an int8 MaxPool whose input and
 output scales differ with a reference kernel (13 ms for one of Inception V3's, against 0.05 ms).
+
+On CPUs without VNNI, oneDNN's int8 convolutions and matmuls add u8 x s8 products two at a time in
+a saturating int16; `seven_bit_weights` rounds their weights to even int8 codes so that no pair can
+clip (see its docstring).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import dataclasses
 import numpy as np
 
 from .graph import DType, Graph, Node, TensorInfo, normalize
+from .translate import broadcast_params, non_vnni_weights, quant_params
 
 _COMMUTING_OPS = ("ConcatV2", "MaxPool")
 
@@ -166,3 +171,40 @@ def global_mean_as_pooling(graph: Graph) -> Graph:
     if not replaced:
         return graph
     return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)
+
+
+def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
+    """Round to even codes the int8 weights that oneDNN's kernels without VNNI would sum in int16
+    pairs or halve (translate.NON_VNNI_WEIGHTS): 7-bit weights on the 8-bit grid of the same range.
+    Returns the new graph and the ops whose weights changed.
+
+    Without VNNI, oneDNN multiplies u8 data by s8 weights with vpmaddubsw, which adds two products
+    into a saturating int16: 255 * 127 * 2 = 64770 clips at 32767, silently. Even codes halve to at
+    most 63 (255 * 63 * 2 = 32130 fits), and where oneDNN halves the weights itself (s8 data) they
+    halve without rounding. The weights stay QuantizeV2 -> Dequantize with their ranges, so stock
+    TF runs exactly the values oneDNN sees: the oracle is still the graph itexlab runs. The cost is
+    one bit of weight precision (ONNX Runtime's reduce_range, NNCF's overflow_fix).
+    """
+    replaced: dict[str, Node] = {}
+    touched = []
+    for node in graph.nodes:
+        if non_vnni_weights(graph, node) is None:
+            continue
+        dequantize = graph.node(node.inputs[1])
+        quantizer = graph.node(dequantize.inputs[0]) if dequantize.op == "Dequantize" else None
+        if (quantizer is None or quantizer.op != "QuantizeV2" or quantizer.attrs.get("T") != "qint8"
+                or quantizer.attrs.get("mode") != "SCALED"):
+            continue
+        value, lo, hi = (graph.constant(r) for r in quantizer.inputs[:3])
+        if value is None or lo is None or hi is None:
+            continue
+        scales, zps = quant_params(quantizer, lo, hi)
+        step, _ = broadcast_params(quantizer, value, scales, zps)
+        even = 2 * np.clip(np.rint(value / (2 * step)), -63, 63) * step
+        weights = graph.node(quantizer.inputs[0])
+        replaced[weights.name] = dataclasses.replace(weights, attrs={**weights.attrs,
+                                                                      "value": even.astype(value.dtype)})
+        touched.append(node.name)
+    if not replaced:
+        return graph, []
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes]), touched

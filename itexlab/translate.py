@@ -15,6 +15,26 @@ import numpy as np
 
 from .graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, ref
 
+# What oneDNN 3.2's int8 kernels do with the weights of an op without VNNI or AMX, by the op and its
+# data's type (read off ONEDNN_VERBOSE under ONEDNN_MAX_CPU_ISA=AVX512_CORE and =AVX2, and measured):
+#   "int16 pairs": two products of 0..255 data and the weights as they are go into a saturating
+#       int16 (vpmaddubsw): 255 * 127 * 2 > 32767 clips, silently;
+#   "halved": the kernel adds 128 to s8 data and halves the weights itself, rounding odd codes.
+# uint8 depthwise is neither: one input channel per group, so a pair is one product and a zero.
+NON_VNNI_WEIGHTS = {
+    ("Conv2D", "quint8"): "int16 pairs", ("Conv2D", "qint8"): "halved",
+    ("MatMul", "quint8"): "int16 pairs", ("MatMul", "qint8"): "int16 pairs",
+    ("DepthwiseConv2dNative", "qint8"): "halved",
+}
+
+
+def non_vnni_weights(graph: Graph, op: Node) -> str | None:
+    """NON_VNNI_WEIGHTS for a weighted op, from the int8 type its data input is dequantized from."""
+    source = graph.node(op.inputs[0]) if op.inputs else None
+    if source is None or source.op != "Dequantize":
+        return None  # f32 data: oneDNN dequantizes the weights and computes in f32
+    return NON_VNNI_WEIGHTS.get((op.op, graph.node(source.inputs[0]).attrs.get("T")))
+
 ONEDNN_DTYPES = {"float32": "f32", "qint8": "s8", "quint8": "u8", "int32": "s32", "bfloat16": "bf16",
                  "int8": "s8", "uint8": "u8"}
 
@@ -73,14 +93,20 @@ def _qtype(node: Node, scales: list[float]) -> dict:
     return {"qtype": "per_channel", "axis": int(axis)}
 
 
-def quantize_constant(node: Node, value: np.ndarray, scales: list[float], zps: list[int]) -> np.ndarray:
-    """What TF's QuantizeV2 computes for a constant, with the scales oneDNN will dequantize by."""
+def broadcast_params(node: Node, value: np.ndarray, scales: list[float], zps: list[int]):
+    """Scales and zero points shaped to broadcast against the constant a QuantizeV2 quantizes."""
     info = _qtype(node, scales)
     scale, zp = np.asarray(scales, np.float64), np.asarray(zps, np.float64)
     if info["qtype"] == "per_channel":
         shape = [1] * value.ndim
         shape[info["axis"]] = -1
         scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return scale, zp
+
+
+def quantize_constant(node: Node, value: np.ndarray, scales: list[float], zps: list[int]) -> np.ndarray:
+    """What TF's QuantizeV2 computes for a constant, with the scales oneDNN will dequantize by."""
+    scale, zp = broadcast_params(node, value, scales, zps)
     q = np.rint(value / scale) + zp
     lo, hi, dtype = (-128, 127, np.int8) if node.attrs["T"] == "qint8" else (0, 255, np.uint8)
     return np.clip(q, lo, hi).astype(dtype)
@@ -91,8 +117,10 @@ def quantize_constant(node: Node, value: np.ndarray, scales: list[float], zps: l
 class _Context:
     """What a rule may ask: the graph, constant values, fresh op ids; collects constants."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, seven_bit_weights: bool):
         self.graph = graph
+        self.seven_bit_weights = seven_bit_weights
+        self.halved: set[str] = set()
         self.constants: dict[str, np.ndarray] = {}
         self.absorbed: set[str] = set()
         self.extra_tensors: dict[str, TensorInfo] = {}
@@ -127,6 +155,11 @@ class _Context:
     def feeds_depthwise_weights(self, node: Node) -> bool:
         users = self._consumers.get(node.name, [])
         return any(u.op == "DepthwiseConv2dNative" and normalize(u.inputs[1]) == node.name for u in users)
+
+    def weights_meet_int16_pairs(self, node: Node) -> bool:
+        """Whether this Dequantize gives weights that oneDNN without VNNI sums in int16 pairs."""
+        return any(normalize(user.inputs[1]) == node.name and non_vnni_weights(self.graph, user) == "int16 pairs"
+                   for user in self._consumers.get(node.name, []) if len(user.inputs) > 1)
 
     def quantizer_of(self, dequantize: Node) -> Node:
         """The QuantizeV2 whose outputs a Dequantize reads, with constant min/max."""
@@ -202,7 +235,21 @@ def _dequantize(node: Node, ctx: _Context) -> list[OpSpec]:
     qtype = _qtype(quantizer, scales)
     if quantizer.name in ctx.constants and ctx.feeds_depthwise_weights(node):
         scales, zps, qtype = _grouped_weights(ctx, node, quantizer, scales, zps, qtype)
+    if quantizer.name in ctx.constants and ctx.seven_bit_weights and ctx.weights_meet_int16_pairs(node):
+        scales = _halved_codes(ctx, quantizer, scales)
     return [ctx.op("Dequantize", node, [quantizer.name], scales=scales, zps=zps, **qtype)]
+
+
+def _halved_codes(ctx: _Context, quantizer: Node, scales: list[float]) -> list[float]:
+    """7-bit weights on the 8-bit grid (even codes, see qdq.seven_bit_weights) as codes of at most
+    63 at twice the scale: the same values, and a pair sums to at most 255 * 63 * 2 = 32130."""
+    if quantizer.name not in ctx.halved:  # weights shared by two Dequantize copies: halve once
+        codes = ctx.constants[quantizer.name]
+        if (codes % 2).any():
+            raise ValueError(f"weights of {quantizer.name} are not 7-bit: odd int8 codes")
+        ctx.constants[quantizer.name] = codes // 2
+        ctx.halved.add(quantizer.name)
+    return [2 * s for s in scales]
 
 
 def _grouped_weights(ctx: _Context, node: Node, quantizer: Node, scales, zps, qtype):
@@ -335,9 +382,13 @@ def _reduce(node: Node, ctx: _Context) -> list[OpSpec]:
 
 # ----------------------------------------------------------------------------------- driver
 
-def translate(graph: Graph) -> Translation:
-    """Translate every node that has a rule; the rest (non-constant) become Wildcards."""
-    ctx = _Context(graph)
+def translate(graph: Graph, seven_bit_weights: bool = False) -> Translation:
+    """Translate every node that has a rule; the rest (non-constant) become Wildcards.
+
+    seven_bit_weights: the graph's Conv2D/MatMul weights are on the 7-bit grid; give oneDNN those
+    it would sum in int16 pairs as they are as codes of at most 63 (see `_halved_codes`).
+    """
+    ctx = _Context(graph, seven_bit_weights)
     ops: list[OpSpec] = []
     refused: dict[str, str] = {}
     for node in graph.nodes:

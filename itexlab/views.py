@@ -172,6 +172,8 @@ def details_html(details: dict) -> str:
                     f"<td>{html.escape(str(q['scale']))}</td><td>{html.escape(str(q['zero_point']))}</td>"
                     f"<td><code>{html.escape(q['node'])}</code></td></tr>" for q in details["quantization"])
     latency = "" if details["latency_ms"] is None else f" · measured {details['latency_ms']:.3f} ms"
+    if details["weight_bits"] == 7:
+        latency += " · 7-bit weights (this CPU's int8 kernels sum weight pairs in int16)"
     return (f"<b>Partition {details['id']}</b> ({'INT8' if details['int8'] else 'FP32'}) "
             f"<code>{html.escape(details['name'])}</code><br>oneDNN ops: {html.escape(' + '.join(details['onednn_ops']))}"
             f"<br>{details['macs']:,} MACs per image{latency}<table>{rows}</table><ul>{tensors}</ul>"

@@ -37,6 +37,8 @@ def test_config_is_validated():
         QuantConfig(algorithm="entropy")
     with pytest.raises(ConfigError, match="calibration_batches"):
         QuantConfig(calibration_batches=0)
+    with pytest.raises(ConfigError, match="weight_bits"):
+        PartitionConfig(weight_bits=4)
 
 
 def test_itex_switches_are_read_from_the_environment(monkeypatch):

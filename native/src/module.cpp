@@ -51,6 +51,25 @@ PYBIND11_MODULE(_native, m) {
           py::arg("on"));
     m.def("constant_tensor_cache", [] { return dg::get_constant_tensor_cache() != 0; });
 
+    // The instruction set oneDNN dispatches its kernels for: the CPU's own, or less under
+    // ONEDNN_MAX_CPU_ISA. Names as that variable spells them.
+    m.def("effective_cpu_isa", [] {
+        switch (dnnl::get_effective_cpu_isa()) {
+            case dnnl::cpu_isa::sse41: return "SSE41";
+            case dnnl::cpu_isa::avx: return "AVX";
+            case dnnl::cpu_isa::avx2: return "AVX2";
+            case dnnl::cpu_isa::avx2_vnni: return "AVX2_VNNI";
+            case dnnl::cpu_isa::avx2_vnni_2: return "AVX2_VNNI_2";
+            case dnnl::cpu_isa::avx512_core: return "AVX512_CORE";
+            case dnnl::cpu_isa::avx512_core_vnni: return "AVX512_CORE_VNNI";
+            case dnnl::cpu_isa::avx512_core_bf16: return "AVX512_CORE_BF16";
+            case dnnl::cpu_isa::avx512_core_fp16: return "AVX512_CORE_FP16";
+            case dnnl::cpu_isa::avx512_core_amx: return "AVX512_CORE_AMX";
+            case dnnl::cpu_isa::avx512_core_amx_fp16: return "AVX512_CORE_AMX_FP16";
+            default: return "DEFAULT";
+        }
+    });
+
     m.def("onednn_version", [] {
         const dnnl_version_t *v = dnnl_version();
         return py::make_tuple(v->major, v->minor, v->patch);
