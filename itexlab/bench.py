@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-SYSTEMS = ("tf-fp32", "tf-int8-legacy", "tf-qdq", "itexlab-int8")
+from .systems import SUBJECT
+
 
 
 @dataclasses.dataclass
@@ -30,8 +31,17 @@ class Result:
     latency_ms: float          # median over repeats
     spread_ms: float           # inter-quartile range
     ips: float                 # images per second at the median latency
-    speedup: float = 1.0       # over tf-fp32 at the same batch
+    speedup: float | None = None  # over tf-fp32 at the same batch (None without tf-fp32)
     switch_ms: float = 0.0     # median of the first call after another system ran (see above)
+
+
+@dataclasses.dataclass
+class Unavailable:
+    """A comparison system that could not run on this CPU, and why."""
+
+    system: str
+    model: str
+    reason: str
 
 
 @dataclasses.dataclass
@@ -48,20 +58,26 @@ class Report:
     quality: list[Quality]
     partitions: dict[str, dict]   # model -> counts from its plan
     sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # model -> system -> bytes
+    unavailable: list[Unavailable] = dataclasses.field(default_factory=list)
+    cpu: dict = dataclasses.field(default_factory=dict)  # cpu.describe(): model name, features, oneDNN ISA
 
     def to_dict(self) -> dict:
-        return {"results": [dataclasses.asdict(r) for r in self.results],
+        return {"cpu": self.cpu, "results": [dataclasses.asdict(r) for r in self.results],
                 "quality": [dataclasses.asdict(q) for q in self.quality],
+                "unavailable": [dataclasses.asdict(u) for u in self.unavailable],
                 "partitions": self.partitions, "sizes": self.sizes}
 
     def extend(self, other: "Report") -> None:
         self.results += other.results
         self.quality += other.quality
+        self.unavailable += other.unavailable
         self.partitions.update(other.partitions)
         self.sizes.update(other.sizes)
+        self.cpu = self.cpu or other.cpu
 
     def frame(self):
-        """One row per (model, system, batch): latency, spread, throughput, speedup, quality, size."""
+        """One row per (model, system, batch): latency, spread, throughput, speedup, quality, size;
+        and one row per system that could not run here, with the reason."""
         import pandas as pd
 
         quality = {(q.model, q.system): (q.metric, q.value) for q in self.quality}
@@ -70,8 +86,10 @@ class Report:
             metric, value = quality.get((r.model, r.system), (None, None))
             size = self.sizes.get(r.model, {}).get(r.system)
             rows.append({**dataclasses.asdict(r), "quality_metric": metric, "quality": value,
-                         "size_mb": None if size is None else size / 2**20})
-        return pd.DataFrame(rows)
+                         "size_mb": None if size is None else size / 2**20, "unavailable": None})
+        rows += [{"system": u.system, "model": u.model, "unavailable": u.reason} for u in self.unavailable]
+        return pd.DataFrame(rows, columns=["system", "model", "batch", "latency_ms", "spread_ms", "ips", "speedup",
+                                           "switch_ms", "quality_metric", "quality", "size_mb", "unavailable"])
 
     def table(self, model: str) -> str:
         quality = {q.system: q for q in self.quality if q.model == model}
@@ -79,10 +97,12 @@ class Report:
         for r in (r for r in self.results if r.model == model):
             q = quality.get(r.system)
             rows.append((r.system, str(r.batch), f"{r.latency_ms:.2f}", f"{r.spread_ms:.2f}", f"{r.ips:.1f}",
-                         f"{r.speedup:.2f}x", f"{q.metric} {100 * q.value:.2f}%" if q else ""))
+                         "—" if r.speedup is None else f"{r.speedup:.2f}x",
+                         f"{q.metric} {100 * q.value:.2f}%" if q else ""))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        lines += [f"{u.system}: unavailable on this CPU — {u.reason}" for u in self.unavailable if u.model == model]
         counts = self.partitions.get(model)
         if counts:
             lines.append(f"partitions: {counts['partitions']} ({counts['int8_partitions']} INT8), "
@@ -119,6 +139,29 @@ def print_progress(what: str, done: int, total: int) -> None:
 def _in_notebook() -> bool:
     ipython = sys.modules.get("IPython")
     return ipython is not None and type(ipython.get_ipython()).__name__ == "ZMQInteractiveShell"
+
+
+def usable_systems(factories: dict[str, Callable[[], Callable]], model: str, batch: np.ndarray
+                   ) -> tuple[dict[str, Callable], list[Unavailable]]:
+    """Build each system and run it once on `batch`. A comparison system that cannot be built or run
+    here is set aside with the reason, so it never ends a run; itexlab-int8's own failures raise."""
+    systems, unavailable = {}, []
+    for name, factory in factories.items():
+        try:
+            system = factory()
+            system(batch)
+        except Exception as e:  # noqa: BLE001  (whatever stops a peer is its reason, reported)
+            if name == SUBJECT:
+                raise
+            unavailable.append(Unavailable(name, model, f"{type(e).__name__}: {_first_line(e)}"))
+            continue
+        systems[name] = system
+    return systems, unavailable
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else "no message"
 
 
 def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batch: np.ndarray,
@@ -160,10 +203,13 @@ def predictions(fn: Callable[[np.ndarray], Sequence[np.ndarray]], x: np.ndarray,
 
 
 def quality(systems: dict[str, Callable], model: str, x: np.ndarray, labels: np.ndarray | None) -> list[Quality]:
-    """Accuracy against labels, or top-1 agreement with tf-fp32 when there are none."""
+    """Accuracy against labels, or top-1 agreement with tf-fp32 when there are none (and nothing
+    without tf-fp32)."""
     top1 = {name: predictions(fn, x).argmax(-1) for name, fn in systems.items()}
     if labels is not None:
         return [Quality(name, model, "accuracy", float((p == labels).mean())) for name, p in top1.items()]
+    if "tf-fp32" not in top1:
+        return []
     return [Quality(name, model, "top1-agreement", float((p == top1["tf-fp32"]).mean()))
             for name, p in top1.items()]
 

@@ -14,6 +14,7 @@ from .config import QuantConfig
 from .execute import CompiledModel, mean_step_times
 from .partition import Plan, make_plan
 from .quantize import quantize
+from .systems import SUBJECT, SYSTEMS
 
 # The probe for this CPU's INT8 convolution rate: four 3x3 convolutions, 256 channels on 28x28
 # maps (3.7 GOP), where oneDNN 3.2's int8 kernels run near their best: 800-870 GOPS on this
@@ -38,9 +39,7 @@ class Floor:
 @dataclasses.dataclass
 class Benchmark:
     model: str
-    cpu_model: str
-    isa: list[str]
-    threads: int
+    cpu: dict                                # cpu.describe(): model name, features, oneDNN's ISA, threads
     report: bench.Report
     first_result_seconds: dict[str, float]   # stage -> seconds, INC calibration and itexlab's own part
     executor_overhead: dict[str, float]      # at batch 1: run time outside oneDNN partitions
@@ -49,20 +48,20 @@ class Benchmark:
     floor: list[Floor] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "cpu": {"model": self.cpu_model, "isa": self.isa, "threads": self.threads},
-                **self.report.to_dict(), "floor": [dataclasses.asdict(f) for f in self.floor],
+        return {"model": self.model, **self.report.to_dict(), "cpu": self.cpu,
+                "floor": [dataclasses.asdict(f) for f in self.floor],
                 "time_to_first_result": self.first_result_seconds,
                 "executor_overhead": self.executor_overhead,
                 "breakdown": None if self.breakdown is None else [{"step": s, "ms": 1000 * t} for s, t in self.breakdown],
                 "memory": None if self.memory is None else [dataclasses.asdict(m) for m in self.memory]}
 
     def markdown(self) -> str:
-        features = ", ".join(self.isa) or "none"
-        lines = [f"**{self.model}** — {self.cpu_model}, {self.threads} threads, CPU INT8 features: {features}", "",
+        lines = [f"**{self.model}** — {cpu.headline(self.cpu)}", "",
                  "| system | batch | latency ms (median) | IQR ms | img/s | vs TF FP32 | first call after another system, ms |",
                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.system} | {r.batch} | {r.latency_ms:.2f} | {r.spread_ms:.2f} | {r.ips:.1f} | {r.speedup:.2f}x "
-                  f"| {r.switch_ms:.2f} |" for r in self.report.results]
+        lines += [f"| {r.system} | {r.batch} | {r.latency_ms:.2f} | {r.spread_ms:.2f} | {r.ips:.1f} | "
+                  f"{'—' if r.speedup is None else f'{r.speedup:.2f}x'} | {r.switch_ms:.2f} |" for r in self.report.results]
+        lines += [f"| {u.system} | — | unavailable on this CPU: {u.reason} | | | | |" for u in self.report.unavailable]
         if self.floor:
             lines += ["", ("INT8 floor (the model's convolution/matmul work at the rate this CPU's INT8 convolutions "
                            "reached in the same run):"), "",
@@ -77,14 +76,16 @@ class Benchmark:
         lines += [f"Executor overhead at batch 1: {o['overhead_ms']:.2f} ms of {o['latency_ms']:.2f} ms "
                   f"({100 * o['share']:.1f}%) outside oneDNN partitions."]
         if self.memory:
-            peak = {(m.system, m.batch): m for m in self.memory}
+            peak = {(m.system, m.batch): m.peak_mb for m in self.memory}
+            systems = list(dict.fromkeys(m.system for m in self.memory))
+            both = set(systems) == set(memory.SYSTEMS)
             lines += ["", "Peak memory (resident set of a fresh process that loads the model and runs it):", "",
-                      "| batch | tf-fp32 MB | itexlab-int8 MB | INT8 / FP32 |", "|---|---|---|---|"]
+                      "| batch | " + " | ".join(f"{name} MB" for name in systems) + (" | INT8 / FP32 |" if both else " |"),
+                      "|---|" + "---|" * (len(systems) + both)]
             for batch in sorted({m.batch for m in self.memory}):
-                fp32, int8 = peak[("tf-fp32", batch)].peak_mb, peak[("itexlab-int8", batch)].peak_mb
-                lines.append(f"| {batch} | {fp32:.0f} | {int8:.0f} | {int8 / fp32:.2f} |")
-            base = self.memory[0].baseline_mb
-            lines.append(f"(both include {base:.0f} MB of imported TensorFlow and itexlab)")
+                ratio = f" {peak[('itexlab-int8', batch)] / peak[('tf-fp32', batch)]:.2f} |" if both else ""
+                lines.append(f"| {batch} | " + " | ".join(f"{peak[(name, batch)]:.0f}" for name in systems) + " |" + ratio)
+            lines.append(f"(each includes {self.memory[0].baseline_mb:.0f} MB of imported TensorFlow and itexlab)")
         return "\n".join(lines)
 
 
@@ -103,17 +104,21 @@ def executor_overhead(model: CompiledModel, batch: np.ndarray, repeats: int) -> 
 
 
 def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 20, breakdown: bool = False,
-        with_tflite: bool = True, calibration_batches: int = 10, with_memory: bool = True,
+        systems: tuple[str, ...] = tuple(SYSTEMS), calibration_batches: int = 10, with_memory: bool = True,
         progress: bench.ProgressCallback | None = bench.print_progress) -> Benchmark:
+    """Quantize the workload's model, then time `systems` (itexlab-int8 always) side by side."""
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise ValueError(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
     stock = tfgraph.load(workload.model)
     quantized = quantize(stock, workload.calibration, QuantConfig(calibration_batches=calibration_batches),
-                         legacy=True, progress=progress is not None)
+                         legacy="tf-int8-legacy" in systems, progress=progress is not None)
     start = time.perf_counter()
     plan = make_plan(quantized.qdq)
     partition_seconds = time.perf_counter() - start
-    int8 = CompiledModel(plan)
     single = bench.batch_of(workload.sample, 1)  # contiguous, as every system gets it
     start = time.perf_counter()
+    int8 = CompiledModel(plan)
     int8(single)
     first_run = time.perf_counter() - start
     s = quantized.seconds
@@ -121,34 +126,38 @@ def run(workload: models.Workload, batch_sizes: tuple[int, ...], repeats: int = 
     first = {**s, "partition": partition_seconds, "first_run": first_run, "inc_calibration": s["inc_qdq"],
              "itexlab": own, "total": own + s["inc_qdq"]}
 
-    systems = {
-        "tf-fp32": tfgraph.GraphFunction(stock, stock.inputs, stock.outputs),
-        "tf-int8-legacy": tfgraph.GraphFunction(quantized.legacy, quantized.legacy.inputs, quantized.legacy.outputs),
-        "tf-qdq": tfgraph.GraphFunction(quantized.qdq, quantized.qdq.inputs, quantized.qdq.outputs),
-        "itexlab-int8": int8,
+    factories = {
+        "tf-fp32": lambda: tfgraph.GraphFunction(stock, stock.inputs, stock.outputs),
+        "tf-int8-legacy": lambda: tfgraph.legacy_int8_function(quantized.legacy),
+        "tf-qdq": lambda: tfgraph.GraphFunction(quantized.qdq, quantized.qdq.inputs, quantized.qdq.outputs),
+        "itexlab-int8": lambda: int8,
+        "tflite-int8": lambda: tflite.int8_system(workload.model, workload.calibration, cpu.thread_count()),
     }
-    if with_tflite and tflite.available():
-        systems["tflite-int8"] = tflite.int8_system(workload.model, workload.calibration, cpu.thread_count())
+    chosen = {name: factories[name] for name in SYSTEMS if name in systems or name == SUBJECT}
+    measured_systems, unavailable = bench.usable_systems(chosen, workload.name, single)
     probe, probe_gop = int8_probe()
-    systems[PROBE_SYSTEM] = lambda _batch: probe()  # timed in the same turns, on its own input
+    measured_systems[PROBE_SYSTEM] = lambda _batch: probe()  # timed in the same turns, on its own input
     gop = _giga_ops(plan)
     results, floor = [], []
     for size in batch_sizes:
-        measured = bench.measure(systems, workload.name, bench.batch_of(workload.sample, size), repeats,
+        measured = bench.measure(measured_systems, workload.name, bench.batch_of(workload.sample, size), repeats,
                                  progress=progress)
         probe_result = next(r for r in measured if r.system == PROBE_SYSTEM)
         results += [r for r in measured if r.system != PROBE_SYSTEM]
         probe_gops = probe_gop / (probe_result.latency_ms / 1000)
         floor_ms = 1000 * gop * size / probe_gops
-        itexlab_ms = next(r.latency_ms for r in measured if r.system == "itexlab-int8")
+        itexlab_ms = next(r.latency_ms for r in measured if r.system == SUBJECT)
         floor.append(Floor(size, gop * size, probe_gops, floor_ms, floor_ms / itexlab_ms))
     overhead, steps = executor_overhead(int8, single, repeats)
-    report = bench.Report(results, [], {workload.name: dataclasses.asdict(inspect.counts(plan))})
+    described = cpu.describe()
+    report = bench.Report(results, [], {workload.name: dataclasses.asdict(inspect.counts(plan))},
+                          unavailable=unavailable, cpu=described)
     peaks = None
     if with_memory:
-        peaks = memory.measure({"tf-fp32": stock, "itexlab-int8": quantized.qdq}, workload.sample, batch_sizes)
-    return Benchmark(workload.name, cpu.model_name(), cpu.isa_features(), cpu.thread_count(), report, first, overhead,
-                     steps if breakdown else None, peaks, floor)
+        graphs = {"tf-fp32": stock, "itexlab-int8": quantized.qdq}
+        peaks = memory.measure({name: graph for name, graph in graphs.items() if name in measured_systems},
+                               workload.sample, batch_sizes)
+    return Benchmark(workload.name, described, report, first, overhead, steps if breakdown else None, peaks, floor)
 
 
 def int8_probe() -> tuple[Callable[[], object], float]:

@@ -4,8 +4,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
+
+
+def _fail(message: str):
+    sys.exit(f"itexlab: {message}")
+
+
+def _output_path(value: str | None, directory: bool = False) -> pathlib.Path | None:
+    """Check an output path before any work starts, and create its missing parent folders: a run
+    that takes minutes must not die at its end on a path it could have refused at its start."""
+    if value is None:
+        return None
+    path = pathlib.Path(value)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            _fail(f"cannot write {path}: {parent} is a file, not a folder")
+    if path.exists() and path.is_dir() != directory:
+        _fail(f"cannot write {path}: it is {'a file' if directory else 'a folder'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"cannot create the folder for {path}: {e.strerror}")
+    if not os.access(path.parent, os.W_OK):
+        _fail(f"cannot write {path}: {path.parent} is not writable")
+    return path
+
+
+def _write(path: pathlib.Path | None, text: str, what: str) -> None:
+    if path is not None:
+        path.write_text(text)
+        print(f"{what} written to {path}")
+
+
+def _load_calibration(path: str):
+    """Calibration inputs from a .npy file (samples first), refused clearly when unusable."""
+    import numpy as np
+
+    file = pathlib.Path(path)
+    if not file.is_file():
+        _fail(f"calibration file '{file}' does not exist")
+    try:
+        data = np.load(file, allow_pickle=False)
+    except ValueError as e:  # pickled object arrays, or not a .npy file at all
+        _fail(f"'{file}' is not a numeric .npy array ({e})")
+    if not isinstance(data, np.ndarray):
+        _fail(f"'{file}' holds several arrays (.npz); give one .npy array of calibration inputs")
+    return data
 
 
 def _load_model(name_or_path: str, weights: str | None):
@@ -19,10 +66,24 @@ def _load_model(name_or_path: str, weights: str | None):
     return None
 
 
+def _workload(args):
+    """The workload `bench` measures: a built-in one, or the user's model with its calibration data
+    (whose first samples are also the inputs timed)."""
+    from . import models
+
+    workload = _load_model(args.model, args.weights)
+    if workload is not None:
+        return workload
+    if not pathlib.Path(args.model).exists():
+        _fail(f"'{args.model}' is neither a built-in model ({', '.join(models.BUILTIN)}) nor a model path")
+    if not args.calibration:
+        _fail("give calibration data with --calibration FILE.npy (samples first)")
+    data = _load_calibration(args.calibration)
+    return models.Workload(pathlib.Path(args.model).stem, args.model, data, None, data[:32], (1, 16))
+
+
 def _quantized_for(args):
     """Quantize the model named on the command line; a QDQ graph is taken as it is."""
-    import numpy as np
-
     from . import tfgraph
     from .config import QuantConfig
     from .quantize import quantize
@@ -35,8 +96,8 @@ def _quantized_for(args):
         if model.count("QuantizeV2") and not args.calibration:
             return model  # already quantized: partition it as it is
         if not args.calibration:
-            sys.exit("itexlab: give calibration data with --calibration FILE.npy (samples first)")
-        data = np.load(args.calibration)
+            _fail("give calibration data with --calibration FILE.npy (samples first)")
+        data = _load_calibration(args.calibration)
     config = QuantConfig(calibration_batches=args.calibration_batches, algorithm=args.algorithm,
                          weight_granularity=args.granularity, keep_fp32=tuple(args.keep_fp32))
     return quantize(model, data, config).qdq
@@ -50,21 +111,23 @@ def _partition_config(args):
         kwargs["onednn_graph"] = False
     if args.constant_folding:
         kwargs["tf_constant_folding"] = True
+    if args.weight_bits:
+        kwargs["weight_bits"] = args.weight_bits
     return PartitionConfig(**kwargs)
 
 
 def cmd_demo(args) -> None:
     from .demo import main_job
 
+    out = _output_path(args.json)
     report = main_job(args.models, args.repeats)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(report.to_dict(), indent=1))
-        print(f"results written to {args.json}")
+    _write(out, json.dumps(report.to_dict(), indent=1), "results")
 
 
 def cmd_inspect(args) -> None:
     from .partition import make_plan
 
+    json_out, svg_out, html_out = _output_path(args.json), _output_path(args.svg), _output_path(args.html)
     plan = make_plan(_quantized_for(args), _partition_config(args))
     print(plan.summary())
     if args.verbose:
@@ -74,27 +137,25 @@ def cmd_inspect(args) -> None:
                   f"    out: {', '.join(t.describe() for t in p.outputs)}")
         for f in plan.fallback:
             print(f"TF: {f.name} ({f.op}): {f.reason}")
-    if args.json:
-        pathlib.Path(args.json).write_text(plan.to_json())
-        print(f"plan written to {args.json}")
-    if args.svg or args.html:
+        if plan.seven_bit_ops:
+            print(f"7-bit weights ({plan.isa}): {', '.join(plan.seven_bit_ops)}")
+    _write(json_out, plan.to_json(), "plan")
+    if svg_out or html_out:
         from . import views
 
-        if args.svg:
-            pathlib.Path(args.svg).write_text(views.render_svg(views.to_dot(plan, args.expand)))
-            print(f"graph view written to {args.svg}")
-        if args.html:
-            pathlib.Path(args.html).write_text(views.standalone_html(plan, args.expand))
-            print(f"graph view written to {args.html}")
+        if svg_out:
+            _write(svg_out, views.render_svg(views.to_dot(plan, args.expand)), "graph view")
+        if html_out:
+            _write(html_out, views.standalone_html(plan, args.expand), "graph view")
 
 
 def cmd_quantize(args) -> None:
     from . import tfgraph
     from .partition import make_plan
 
-    out = pathlib.Path(args.out)
+    out = _output_path(args.out, directory=True)
     if out.exists() and any(out.iterdir()) and not args.force:
-        sys.exit(f"itexlab: {out} exists and is not empty (use --force to write into it)")
+        _fail(f"{out} exists and is not empty (use --force to write into it)")
     qdq = _quantized_for(args)
     out.mkdir(parents=True, exist_ok=True)
     (out / "qdq.pb").write_bytes(tfgraph.graph_def_from_graph(qdq).SerializeToString())
@@ -110,20 +171,22 @@ def cmd_bench(args) -> None:
 
     if args.threads:
         cpu.pin_threads(args.threads)  # before TensorFlow and oneDNN load
+    json_out, markdown_out = _output_path(args.json), _output_path(args.markdown)
     from . import benchmark
+    from .systems import SYSTEMS
 
-    workload = _load_model(args.model, args.weights)
+    systems = [s for s in (args.systems or SYSTEMS) if not (args.no_tflite and s == "tflite-int8")]
+    workload = _workload(args)
     result = benchmark.run(workload, tuple(args.batch or workload.batch_sizes), args.repeats,
-                           breakdown=args.breakdown, with_tflite=not args.no_tflite, with_memory=not args.no_memory)
+                           breakdown=args.breakdown, systems=tuple(systems), with_memory=not args.no_memory,
+                           calibration_batches=args.calibration_batches)
     print(result.markdown())
     if args.breakdown:
         print("\nper-step time at batch 1 (ms):")
         for label, seconds in sorted(result.breakdown, key=lambda t: -t[1]):
             print(f"  {1000 * seconds:8.3f}  {label}")
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
-    if args.markdown:
-        pathlib.Path(args.markdown).write_text(result.markdown() + "\n")
+    _write(json_out, json.dumps(result.to_dict(), indent=1), "results")
+    _write(markdown_out, result.markdown() + "\n", "tables")
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -137,6 +200,8 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-onednn-graph", action="store_true", help="same as ITEX_ONEDNN_GRAPH=0")
     p.add_argument("--constant-folding", action="store_true", help="same as ITEX_TF_CONSTANT_FOLDING=1")
     p.add_argument("--offload-fp32", action="store_true", help="offload FP32-only partitions too")
+    p.add_argument("--weight-bits", type=int, choices=[7, 8],
+                   help="bits of conv/matmul int8 weights (default: 7 where the CPU's int8 kernels lack VNNI/AMX)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,8 +214,15 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--json", help="also write the results as JSON")
     demo.set_defaults(func=cmd_demo)
 
+    from .systems import SYSTEMS
+
     benchmark = sub.add_parser("bench", help="benchmark FP32 and every INT8 path side by side")
-    benchmark.add_argument("model", choices=["alexnet", "inception_v3"])
+    benchmark.add_argument("model", help="built-in name (alexnet, inception_v3) or a .keras/.pb/SavedModel path")
+    benchmark.add_argument("--calibration", help="calibration inputs as a .npy file, samples first (for a model path;"
+                                                 " its first 32 samples are also the inputs timed)")
+    benchmark.add_argument("--calibration-batches", type=int, default=10)
+    benchmark.add_argument("--systems", nargs="+", choices=list(SYSTEMS), metavar="SYSTEM",
+                           help="systems to compare with itexlab-int8 (default: all): " + ", ".join(SYSTEMS))
     benchmark.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: the model's)")
     benchmark.add_argument("--repeats", type=int, default=40,
                            help="round-robin turns (default 40: a median of 20 moved by ~3%% on this shared machine)")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import pathlib
 
-INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "avx512_bf16", "amx_bf16", "avx512f")
+INT8_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
+                 "amx_bf16")
 
 
 def _fields(key: str, cpuinfo: str | None) -> list[str]:
@@ -30,7 +31,8 @@ def _fields(key: str, cpuinfo: str | None) -> list[str]:
 
 
 def isa_features(cpuinfo: str | None = None) -> list[str]:
-    """The INT8-relevant instruction set extensions the CPU reports."""
+    """The INT8-relevant instruction set extensions the CPU reports (what oneDNN may use of them
+    is `itexlab.onednn.effective_isa()`)."""
     flags = {f for line in _fields("flags", cpuinfo) for f in line.split()}
     return [f for f in INT8_FEATURES if f in flags]
 
@@ -62,3 +64,18 @@ def pin_threads(threads: int) -> None:
 
 def thread_count() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+
+
+def describe() -> dict:
+    """The CPU as reports name it: model, INT8-relevant features, the instruction set oneDNN runs
+    its kernels for (`ONEDNN_MAX_CPU_ISA` may cap it below the CPU's), threads."""
+    from . import onednn
+
+    return {"model": model_name(), "features": isa_features(), "onednn_isa": onednn.effective_isa(),
+            "threads": thread_count()}
+
+
+def headline(description: dict) -> str:
+    features = ", ".join(description["features"]) or "none of " + ", ".join(INT8_FEATURES)
+    return (f"{description['model']} · oneDNN ISA {description['onednn_isa']} · CPU features: {features} · "
+            f"{description['threads']} threads")

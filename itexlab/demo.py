@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from . import bench, inspect, models, tfgraph
+from . import bench, cpu, inspect, models, tfgraph
 from .config import PartitionConfig, QuantConfig
 from .execute import CompiledModel
 from .graph import Graph
@@ -24,6 +24,7 @@ class Comparison:
     quantized: QuantizedModel
     plan: Plan
     systems: dict[str, object]
+    unavailable: list[bench.Unavailable] = dataclasses.field(default_factory=list)  # could not run here
 
     @property
     def int8(self) -> CompiledModel:
@@ -36,8 +37,9 @@ class Comparison:
         constants = self.plan.translation.constants.values() if self.plan.translation else []
         fallback = {f.name for f in self.plan.fallback}
         tf_part = Graph([n for n in self.plan.source.nodes if n.name in fallback], [], [])
-        return {"tf-fp32": graph_bytes(self.quantized.fp32), "tf-int8-legacy": graph_bytes(self.quantized.legacy),
-                "itexlab-int8": sum(int(np.asarray(c).nbytes) for c in constants) + graph_bytes(tf_part)}
+        sizes = {"tf-fp32": graph_bytes(self.quantized.fp32), "tf-int8-legacy": graph_bytes(self.quantized.legacy),
+                 "itexlab-int8": sum(int(np.asarray(c).nbytes) for c in constants) + graph_bytes(tf_part)}
+        return {name: size for name, size in sizes.items() if name in self.systems}
 
     def measure(self, repeats: int = 20, batch_sizes: tuple[int, ...] | None = None,
                 progress: bench.ProgressCallback | None = bench.print_progress) -> bench.Report:
@@ -50,7 +52,8 @@ class Comparison:
         else:
             quality = bench.quality(self.systems, w.name, w.sample, None)
         counts = dataclasses.asdict(inspect.counts(self.plan))
-        return bench.Report(results, quality, {w.name: counts}, {w.name: self.sizes()})
+        return bench.Report(results, quality, {w.name: counts}, {w.name: self.sizes()}, list(self.unavailable),
+                            cpu.describe())
 
 
 def compare(workload: models.Workload, calibration_batches: int = 10,
@@ -63,15 +66,18 @@ def compare(workload: models.Workload, calibration_batches: int = 10,
                          legacy=True)
     plan = make_plan(quantized.qdq, partition_config)
     log("plan: " + plan.summary().replace("\n", "\n    "))
-    systems = {
-        "tf-fp32": tfgraph.GraphFunction(stock, stock.inputs, stock.outputs),
-        "tf-int8-legacy": tfgraph.GraphFunction(quantized.legacy, quantized.legacy.inputs, quantized.legacy.outputs),
-        "itexlab-int8": CompiledModel(plan),
-    }
-    return Comparison(workload, quantized, plan, systems)
+    systems, unavailable = bench.usable_systems({
+        "tf-fp32": lambda: tfgraph.GraphFunction(stock, stock.inputs, stock.outputs),
+        "tf-int8-legacy": lambda: tfgraph.legacy_int8_function(quantized.legacy),
+        "itexlab-int8": lambda: CompiledModel(plan),
+    }, workload.name, bench.batch_of(workload.sample, 1))
+    for u in unavailable:
+        log(f"{u.system} is unavailable on this CPU: {u.reason}")
+    return Comparison(workload, quantized, plan, systems, unavailable)
 
 
 def main_job(names: list[str], repeats: int) -> bench.Report:
+    print(f"CPU: {cpu.headline(cpu.describe())}", flush=True)
     report = bench.Report([], [], {})
     for name in names:
         report.extend(compare(models.BUILTIN[name]()).measure(repeats))

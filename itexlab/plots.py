@@ -14,7 +14,9 @@ def comparison_figure(report: Report, model: str):
 
     frame = report.frame()
     frame = frame[frame.model == model]
-    batches = sorted(frame.batch.unique())
+    missing = frame[frame.unavailable.notna()]
+    frame = frame[frame.unavailable.isna()]
+    batches = sorted(int(b) for b in frame.batch.unique())
     systems = list(dict.fromkeys(frame.system))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     width = 0.8 / len(systems)
@@ -23,8 +25,9 @@ def comparison_figure(report: Report, model: str):
         xs = [i + k * width for i in range(len(batches))]
         left.bar(xs, rows.latency_ms, width, yerr=rows.spread_ms / 2, capsize=3, label=system,
                  color=COLOURS.get(system))
-        right.bar(xs, rows.speedup, width, color=COLOURS.get(system))
-        for x, v in zip(xs, rows.speedup):
+        speedup = rows.speedup.astype(float)
+        right.bar(xs, speedup, width, color=COLOURS.get(system))
+        for x, v in zip(xs, speedup):
             right.annotate(f"{v:.2f}x", (x, v), ha="center", va="bottom", fontsize=8)
     for ax, title in ((left, "latency per batch (ms, median ± IQR/2)"), (right, "speedup over TF FP32")):
         ax.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(batches))])
@@ -32,8 +35,12 @@ def comparison_figure(report: Report, model: str):
         ax.set_title(title, fontsize=10)
     left.set_yscale("log")
     left.legend(fontsize=8)
-    fig.suptitle(f"{model}: FP32 vs INT8", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle(f"{model}: FP32 vs INT8" + (f" — {report.cpu['model']}, oneDNN {report.cpu['onednn_isa']}"
+                                              if report.cpu else ""), fontsize=11)
+    notes = [f"{row.system}: unavailable on this CPU — {row.unavailable}"[:150] for row in missing.itertuples()]
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=7, color="#b2182b", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
     return fig
 
 

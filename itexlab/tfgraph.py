@@ -12,6 +12,11 @@ from typing import Any, Sequence
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF 2.21 turns its oneDNN kernels on by default only on CPUs with VNNI, BF16 or AMX. Elsewhere INC's
+# legacy INT8 ops (QuantizedConv2DWithBiasAndReluAndRequantize, ...) find only placeholder kernels
+# that produce nothing ("Missing 0-th output"), and TF FP32 runs on Eigen. itexlab turns them on on
+# every CPU, so every system compares the same TF; a user's own setting wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2  # noqa: E402
 
@@ -266,6 +271,27 @@ def int8_conv_chain(size: int, channels: int, depth: int, seed: int = 0) -> Grap
 
 
 # ------------------------------------------------------------------------------ running on TF
+
+class KernelsMissing(RuntimeError):
+    """TensorFlow has no working kernel in this process for ops of the graph."""
+
+
+def onednn_kernels_on() -> bool:
+    """Whether this process's TF runs its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS, read once by TF)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def legacy_int8_function(graph: Graph) -> "GraphFunction":
+    """INC's default INT8 output on stock TF. Its fused quantized ops have real kernels only among
+    TF's oneDNN kernels; without them TF runs placeholders and fails with "Missing 0-th output"."""
+    if not onednn_kernels_on():
+        raise KernelsMissing("INC's legacy INT8 ops run only on TensorFlow's oneDNN kernels, which are off in this "
+                             "process (TF_ENABLE_ONEDNN_OPTS=0, or TensorFlow imported before itexlab on a CPU "
+                             "without VNNI, BF16 or AMX)")
+    return GraphFunction(graph, graph.inputs, graph.outputs)
+
 
 class GraphFunction:
     """A (sub)graph compiled once into a TF function: numpy arrays in, numpy arrays out.

@@ -6,6 +6,7 @@ LiteRT interpreter. Only the benchmark uses it, for a side-by-side number.
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
@@ -20,10 +21,19 @@ def available() -> bool:
 
 
 def int8_system(keras_model, calibration: np.ndarray, threads: int) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """Convert to a full-integer TFLite model (float input/output) and return a batch runner."""
+    """Convert to a full-integer TFLite model (float input/output) and return a batch runner.
+    `keras_model`: a Keras model or a .keras file (TF's converter takes nothing else)."""
+    if not available():
+        raise ImportError("ai-edge-litert is not installed (pip install 'itexlab[tflite]')")
+    import keras
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
+    if isinstance(keras_model, (str, os.PathLike)) and str(keras_model).endswith(".keras"):
+        keras_model = keras.models.load_model(keras_model, compile=False)
+    if not isinstance(keras_model, keras.Model):
+        raise TypeError(f"TFLite's converter takes a Keras model, not {type(keras_model).__name__} "
+                        f"({keras_model if isinstance(keras_model, (str, os.PathLike)) else 'in memory'})")
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([x[None]] for x in calibration)

@@ -11,10 +11,21 @@ from itexlab import bench, benchmark, cpu, data, models
 
 
 def test_isa_features_are_read_from_cpuinfo():
-    assert cpu.isa_features("flags\t: fpu avx512f avx512_vnni amx_int8 sse") == ["avx512_vnni", "amx_int8", "avx512f"]
+    assert cpu.isa_features("flags\t: fpu avx512f avx512_vnni amx_int8 sse") == ["avx512f", "avx512_vnni", "amx_int8"]
+    assert cpu.isa_features("flags\t: fpu sse avx avx2 fma") == ["avx2"]  # an AVX2 laptop: not "none"
     assert cpu.isa_features("flags\t: fpu sse") == []
     assert cpu.model_name("vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu") == "AMD EPYC 9R14"
     assert cpu.model_name("processor\t: 0") == "unknown CPU"
+
+
+def test_the_cpu_is_described_with_the_isa_onednn_runs():
+    from itexlab import onednn
+
+    described = cpu.describe()
+    assert described["onednn_isa"] == onednn.effective_isa() and described["model"] == cpu.model_name()
+    assert f"oneDNN ISA {described['onednn_isa']}" in cpu.headline(described)
+    laptop = {"model": "Intel Core i5", "features": [], "onednn_isa": "AVX2", "threads": 4}
+    assert "CPU features: none of avx2" in cpu.headline(laptop)  # says what it looked for
 
 
 def test_openmp_spin_count_is_set_before_libgomp_loads_unless_the_user_chose():

@@ -1,4 +1,5 @@
 import json
+import time
 
 import keras
 import numpy as np
@@ -48,3 +49,46 @@ def test_quantize_writes_graphs_and_never_overwrites(model_files, tmp_path):
 def test_user_model_without_calibration_data_is_refused(model_files):
     with pytest.raises(SystemExit, match="--calibration"):
         main(["inspect", str(model_files / "model.keras")])
+
+
+def test_bench_takes_a_model_path_and_the_systems_to_compare(model_files, tmp_path, capsys):
+    out = tmp_path / "new" / "folder"  # parents that do not exist yet are made
+    main(["bench", str(model_files / "model.keras"), "--calibration", str(model_files / "calib.npy"),
+          "--calibration-batches", "2", "--batch", "1", "2", "--repeats", "2", "--no-memory",
+          "--systems", "tf-fp32", "--json", str(out / "bench.json"), "--markdown", str(out / "bench.md")])
+    result = json.loads((out / "bench.json").read_text())
+    assert {r["system"] for r in result["results"]} == {"tf-fp32", "itexlab-int8"}  # the subject always runs
+    assert {r["batch"] for r in result["results"]} == {1, 2} and result["model"] == "model"
+    assert result["cpu"]["onednn_isa"] and "oneDNN ISA" in (out / "bench.md").read_text()
+    assert "| itexlab-int8 | 2 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["demo", "--models", "alexnet", "--json"], ["bench", "alexnet", "--json"],
+                                     ["bench", "alexnet", "--markdown"], ["inspect", "alexnet", "--svg"],
+                                     ["inspect", "alexnet", "--html"], ["inspect", "alexnet", "--json"]])
+def test_output_paths_are_checked_before_any_work(model_files, tmp_path, command):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    start = time.perf_counter()
+    with pytest.raises(SystemExit, match="a_file is a file, not a folder"):
+        main([*command, str(blocker / "out.json")])
+    with pytest.raises(SystemExit, match="it is a folder"):
+        main([*command, str(tmp_path)])
+    assert time.perf_counter() - start < 5  # refused at once: nothing was trained, quantized or measured
+
+
+def test_quantize_refuses_an_out_that_is_a_file(model_files, tmp_path):
+    target = tmp_path / "q"
+    target.write_text("mine")
+    with pytest.raises(SystemExit, match="it is a file"):
+        main(["quantize", str(model_files / "model.keras"), "--calibration", str(model_files / "calib.npy"),
+              "--out", str(target)])
+    assert target.read_text() == "mine"
+
+
+def test_unusable_calibration_files_are_refused_clearly(model_files, tmp_path):
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for path, message in ((tmp_path / "missing.npy", "does not exist"), (objects, "not a numeric .npy array")):
+        with pytest.raises(SystemExit, match=message):
+            main(["inspect", str(model_files / "model.keras"), "--calibration", str(path)])

@@ -50,3 +50,55 @@ def test_comparison_widget_measures_on_demand(comparison):
     report = widget.run()
     assert bar.value == bar.max == 2 and not button.disabled
     assert {r.system for r in report.results} == {"tf-fp32", "tf-int8-legacy", "itexlab-int8"}
+
+
+def test_a_comparison_system_that_cannot_run_is_reported_not_fatal():
+    """With TF's oneDNN kernels off (TF 2.21's default on CPUs without VNNI, BF16 or AMX, when TF is
+    imported before itexlab), INC's legacy INT8 ops have no kernels: the run goes on without them
+    and the table, JSON, frame and plot say why."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import json, keras, matplotlib, numpy as np
+        matplotlib.use("Agg")
+        from itexlab import data, models, plots
+        from itexlab.demo import compare
+        keras.utils.set_random_seed(0)
+        train, test = data.digits(size=16)
+        model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                                  keras.layers.Flatten(), keras.layers.Dense(10)])
+        workload = models.Workload("tiny", model, train.x[:16], test, test.x[:8], (1, 2))
+        report = compare(workload, calibration_batches=1).measure(repeats=2, progress=None)
+        figure = plots.comparison_figure(report, "tiny")
+        print(json.dumps({"report": report.to_dict(), "table": report.table("tiny"),
+                          "frame": report.frame().fillna("").to_dict("records"),
+                          "figure_text": [t.get_text() for t in figure.texts]}))
+    """)
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    [missing] = out["report"]["unavailable"]
+    assert missing["system"] == "tf-int8-legacy" and "oneDNN kernels" in missing["reason"]
+    assert {r["system"] for r in out["report"]["results"]} == {"tf-fp32", "itexlab-int8"}
+    assert "tf-int8-legacy: unavailable on this CPU — KernelsMissing: INC's legacy INT8 ops" in out["table"]
+    assert any(row["unavailable"] and row["system"] == "tf-int8-legacy" for row in out["frame"])
+    assert any("tf-int8-legacy: unavailable" in text for text in out["figure_text"])
+    assert out["report"]["cpu"]["onednn_isa"]
+
+
+def test_only_the_subject_may_not_fail():
+    from itexlab import bench
+
+    def broken():
+        raise RuntimeError("no kernel for this\nsecond line")
+
+    systems, unavailable = bench.usable_systems({"tf-fp32": lambda: (lambda x: x), "tflite-int8": broken},
+                                                "m", np.zeros(1))
+    assert list(systems) == ["tf-fp32"]
+    assert unavailable == [bench.Unavailable("tflite-int8", "m", "RuntimeError: no kernel for this")]
+    with pytest.raises(RuntimeError, match="no kernel"):
+        bench.usable_systems({"itexlab-int8": broken}, "m", np.zeros(1))
