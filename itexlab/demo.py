@@ -37,9 +37,10 @@ class Comparison:
         constants = self.plan.translation.constants.values() if self.plan.translation else []
         fallback = {f.name for f in self.plan.fallback}
         tf_part = Graph([n for n in self.plan.source.nodes if n.name in fallback], [], [])
-        sizes = {"tf-fp32": graph_bytes(self.quantized.fp32), "tf-int8-legacy": graph_bytes(self.quantized.legacy),
-                 "itexlab-int8": sum(int(np.asarray(c).nbytes) for c in constants) + graph_bytes(tf_part)}
-        return {name: size for name, size in sizes.items() if name in self.systems}
+        sizes = {"tf-fp32": lambda: graph_bytes(self.quantized.fp32),
+                 "tf-int8-legacy": lambda: graph_bytes(self.quantized.legacy),
+                 "itexlab-int8": lambda: sum(int(np.asarray(c).nbytes) for c in constants) + graph_bytes(tf_part)}
+        return {name: size() for name, size in sizes.items() if name in self.systems}
 
     def measure(self, repeats: int = 20, batch_sizes: tuple[int, ...] | None = None,
                 progress: bench.ProgressCallback | None = bench.print_progress) -> bench.Report:
@@ -57,20 +58,22 @@ class Comparison:
 
 
 def compare(workload: models.Workload, calibration_batches: int = 10,
-            partition_config: PartitionConfig | None = None) -> Comparison:
-    """Quantize a workload with INC (QDQ and legacy outputs) and partition it."""
+            partition_config: PartitionConfig | None = None, legacy: bool = True) -> Comparison:
+    """Quantize a workload with INC (QDQ and, with `legacy`, INC's default output: twice INC's time)
+    and partition it."""
     log = lambda msg: print(f"[{workload.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    log("freezing and quantizing with INC (QDQ and legacy outputs)")
+    log("freezing and quantizing with INC (QDQ" + (" and legacy outputs)" if legacy else " output)"))
     stock = tfgraph.load(workload.model)
     quantized = quantize(stock, workload.calibration, QuantConfig(calibration_batches=calibration_batches),
-                         legacy=True)
+                         legacy=legacy)
     plan = make_plan(quantized.qdq, partition_config)
     log("plan: " + plan.summary().replace("\n", "\n    "))
-    systems, unavailable = bench.usable_systems({
-        "tf-fp32": lambda: tfgraph.GraphFunction(stock, stock.inputs, stock.outputs),
-        "tf-int8-legacy": lambda: tfgraph.legacy_int8_function(quantized.legacy),
-        "itexlab-int8": lambda: CompiledModel(plan),
-    }, workload.name, bench.batch_of(workload.sample, 1))
+    factories = {"tf-fp32": lambda: tfgraph.GraphFunction(stock, stock.inputs, stock.outputs),
+                 "tf-int8-legacy": lambda: tfgraph.legacy_int8_function(quantized.legacy),
+                 "itexlab-int8": lambda: CompiledModel(plan)}
+    if not legacy:
+        del factories["tf-int8-legacy"]
+    systems, unavailable = bench.usable_systems(factories, workload.name, bench.batch_of(workload.sample, 1))
     for u in unavailable:
         log(f"{u.system} is unavailable on this CPU: {u.reason}")
     return Comparison(workload, quantized, plan, systems, unavailable)

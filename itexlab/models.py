@@ -98,19 +98,22 @@ def alexnet_workload(epochs: int = 12, seed: int = 0) -> Workload:
     return Workload("alexnet", model, train_split.x[:200], test_split, test_split.x, (1, 64))
 
 
-def inception_v3_workload(weights: str | None = None, seed: int = 0) -> Workload:
-    model = inception_v3(weights)
-    return Workload("inception_v3", model, data.synthetic_images(20, seed=seed + 1), None,
-                    data.synthetic_images(32, seed=seed + 2), (1, 16))
+def inception_v3_workload(weights: str | None = None, seed: int = 0, size: int = 299) -> Workload:
+    """Keras' Inception V3 at size x size (299, its ImageNet size, unless a test wants it smaller;
+    75 is the least it takes)."""
+    model = inception_v3(weights, (size, size, 3))
+    name = "inception_v3" if size == 299 else f"inception_v3_{size}"
+    return Workload(name, model, data.synthetic_images(20, size, seed=seed + 1), None,
+                    data.synthetic_images(32, size, seed=seed + 2), (1, 16))
 
 
 def inception_v3_digits_workload(epochs: int = 3, size: int = 80, train_limit: int | None = None,
-                                 seed: int = 0) -> tuple[Workload, Workload]:
+                                 seed: int = 0, full_size: int = 299) -> tuple[Workload, Workload]:
     """Inception V3 really trained, briefly, on the digits at a small input size (the network is
-    fully convolutional up to global pooling), then the same weights at 299x299.
+    fully convolutional up to global pooling), then the same weights at full_size x full_size.
 
     Returns (small, full): `small` carries the test split for a meaningful accuracy comparison,
-    `full` the 299x299 model for speed (its sample is the test digits resized to 299x299).
+    `full` the full-size model for speed (its sample is the test digits resized to full size).
     """
     train_split, test_split = data.digits(size=size)
     if train_limit:
@@ -119,11 +122,12 @@ def inception_v3_digits_workload(epochs: int = 3, size: int = 80, train_limit: i
     train_split, test_split = (data.Split(to_rgb(s.x), s.y) for s in (train_split, test_split))
     small = inception_v3(None, (size, size, 3), sample=train_split.x[:64], classes=10)
     train(small, train_split, epochs=epochs, seed=seed)
-    full = inception_v3(None, (299, 299, 3), sample=data.resize(train_split.x[:8], 299), classes=10)
+    full = inception_v3(None, (full_size, full_size, 3), sample=data.resize(train_split.x[:8], full_size), classes=10)
     full.set_weights(small.get_weights())
-    test_299 = data.resize(test_split.x[:32], 299)
+    test_full = data.resize(test_split.x[:32], full_size)
     return (Workload("inception_v3_digits", small, train_split.x[:40], test_split, test_split.x[:64], (1, 16)),
-            Workload("inception_v3_299", full, data.resize(train_split.x[:20], 299), None, test_299, (1, 16)))
+            Workload(f"inception_v3_{full_size}", full, data.resize(train_split.x[:20], full_size), None, test_full,
+                     (1, 16)))
 
 
 BUILTIN: dict[str, Callable[[], Workload]] = {

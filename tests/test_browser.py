@@ -38,7 +38,8 @@ def lab(tmp_path):
     from papermill.parameterize import parameterize_notebook
 
     book = parameterize_notebook(load_notebook_node(str(ROOT / "notebooks" / "inception_v3.ipynb")),
-                                 {"epochs": 1, "train_limit": 256, "repeats": 3})
+                                 {"epochs": 1, "train_limit": 128, "repeats": 2, "calibration_batches": 2,
+                                  "legacy": False, "speed_size": 75})
     write_ipynb(book, str(tmp_path / "inception_v3.ipynb"))
     port = free_port()
     server = subprocess.Popen(
