@@ -38,10 +38,13 @@ def isa_features(cpuinfo: str | None = None) -> list[str]:
 
 
 def model_name(cpuinfo: str | None = None) -> str:
-    """The CPU's model name (INT8 speed depends on the microarchitecture, not just the ISA: AMD's
-    Zen 4 runs AVX-512 on 256-bit units)."""
-    names = _fields("model name", cpuinfo)
-    return names[0] if names else "unknown CPU"
+    """The CPU's model name, with its family and model numbers (INT8 speed depends on the
+    microarchitecture, not just the ISA: AMD's Zen 4 runs AVX-512 on 256-bit units, Zen 5 on 512-bit
+    ones; a hypervisor may report both as just "AMD EPYC")."""
+    names, families, models = (_fields(key, cpuinfo) for key in ("model name", "cpu family", "model"))
+    if not names:
+        return "unknown CPU"
+    return f"{names[0]} (family {families[0]}, model {models[0]})" if families and models else names[0]
 
 
 OPENMP_SPIN_COUNT = "30000"

@@ -232,8 +232,8 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
             reason = "weight QDQ was constant-folded away (ITEX_TF_CONSTANT_FOLDING=1): no INT8 pattern"
         fallback.append(Fallback(node.name, node.op, reason))
     plan = Plan(graph, partitions, fallback, config, views, isa, weight_bits, seven_bit_ops, translation, partitioned)
-    if plan.partitions and any(p.quantized for p in plan.partitions):
-        warn_if_int8_is_slow(isa)
+    if any(p.quantized for p in plan.partitions):
+        warn_if_int8_is_slow(isa, weight_bits)
     return plan
 
 
@@ -244,15 +244,20 @@ class Int8SpeedWarning(UserWarning):
     """INT8 runs here without the instructions that make it fast."""
 
 
-def warn_if_int8_is_slow(isa: str) -> None:
-    """Say once per process when oneDNN's INT8 kernels lack VNNI/AMX here."""
+def warn_if_int8_is_slow(isa: str, weight_bits: int) -> None:
+    """Say once per process when oneDNN's INT8 kernels lack VNNI/AMX here (and every time a plan
+    forces 8-bit weights on them)."""
     global _warned_isa
-    if _warned_isa or not onednn.int8_pairs_saturate(isa):
+    if not onednn.int8_pairs_saturate(isa):
         return
+    if weight_bits == 8:
+        warnings.warn(f"8-bit weights on {isa} kernels (no VNNI or AMX): int16 sums of int8 products may saturate "
+                      "and give wrong results; weight_bits=None chooses 7 here", Int8SpeedWarning, stacklevel=3)
+    elif not _warned_isa:
+        warnings.warn(f"oneDNN runs INT8 with {isa} kernels on this CPU (no VNNI or AMX): INT8 speedups over FP32 "
+                      "will be smaller than on CPUs with VNNI, and itexlab uses 7-bit weights for convolutions and "
+                      "matmuls so that no int16 sum saturates", Int8SpeedWarning, stacklevel=3)
     _warned_isa = True
-    warnings.warn(f"oneDNN runs INT8 with {isa} kernels on this CPU (no VNNI or AMX): INT8 speedups over FP32 "
-                  "will be smaller than on CPUs with VNNI, and itexlab uses 7-bit weights for convolutions and "
-                  "matmuls so that no int16 sum saturates", Int8SpeedWarning, stacklevel=3)
 
 
 def _choose_offloaded(candidates, constants, config: PartitionConfig) -> set[int]:

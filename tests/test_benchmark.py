@@ -15,6 +15,7 @@ def test_isa_features_are_read_from_cpuinfo():
     assert cpu.isa_features("flags\t: fpu sse avx avx2 fma") == ["avx2"]  # an AVX2 laptop: not "none"
     assert cpu.isa_features("flags\t: fpu sse") == []
     assert cpu.model_name("vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu") == "AMD EPYC 9R14"
+    assert cpu.model_name("cpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n") == "AMD EPYC (family 26, model 2)"
     assert cpu.model_name("processor\t: 0") == "unknown CPU"
 
 
