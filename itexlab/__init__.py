@@ -8,7 +8,7 @@ import importlib
 
 _PUBLIC = {
     "CompiledModel": "execute", "PartitionConfig": "config", "Plan": "partition", "QuantConfig": "config",
-    "QuantizedModel": "quantize", "make_plan": "partition", "quantize": "quantize",
+    "QuantizedModel": "quantization", "make_plan": "partition", "quantize": "quantization",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -13,7 +13,7 @@ from . import bench, cpu, inspect, memory, models, tfgraph, tflite
 from .config import QuantConfig
 from .execute import CompiledModel, mean_step_times
 from .partition import Plan, make_plan
-from .quantize import quantize
+from .quantization import quantize
 from .systems import SUBJECT, SYSTEMS
 
 # The probe for this CPU's INT8 convolution rate: four 3x3 convolutions, 256 channels on 28x28
@@ -95,7 +95,7 @@ def executor_overhead(model: CompiledModel, batch: np.ndarray, repeats: int) -> 
     model(batch)
     runs = [model.timed_run(batch) for _ in range(repeats)]
     walls = np.array([wall for wall, _ in runs])
-    native = [step.callback is None for step in model.steps]
+    native = [step.kind != "callback" for step in model.steps]
     inside = np.array([sum(t for (_, t), n in zip(steps, native) if n) for _, steps in runs])
     overhead = np.maximum(walls - inside, 0.0)
     steps = mean_step_times([steps for _, steps in runs])

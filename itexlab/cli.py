@@ -86,7 +86,7 @@ def _quantized_for(args):
     """Quantize the model named on the command line; a QDQ graph is taken as it is."""
     from . import tfgraph
     from .config import QuantConfig
-    from .quantize import quantize
+    from .quantization import quantize
 
     workload = _load_model(args.model, getattr(args, "weights", None))
     if workload is not None:
@@ -252,7 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     quant.set_defaults(func=cmd_quantize)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    from .errors import ItexlabError
+
+    try:
+        args.func(args)
+    except ItexlabError as e:  # what the user gave cannot be used: say so in a line, no traceback
+        _fail(str(e))
 
 
 if __name__ == "__main__":

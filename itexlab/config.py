@@ -6,12 +6,11 @@ import dataclasses
 import os
 from typing import Literal
 
+from .errors import ConfigError
+
 Granularity = Literal["per_channel", "per_tensor"]
 Algorithm = Literal["minmax", "kl"]
 
-
-class ConfigError(ValueError):
-    """A configuration value is out of range."""
 
 
 def _env_flag(name: str, default: bool) -> bool:

@@ -13,7 +13,7 @@ from .config import PartitionConfig, QuantConfig
 from .execute import CompiledModel
 from .graph import Graph
 from .partition import Plan, make_plan
-from .quantize import QuantizedModel, quantize
+from .quantization import QuantizedModel, quantize
 
 
 @dataclasses.dataclass

@@ -10,12 +10,15 @@ pooled buffers by lifetime.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
-from typing import Callable
+import warnings
+from typing import Callable, Literal
 
 import numpy as np
 
 from . import onednn, tfgraph
+from .errors import InputError
 from .graph import QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref, split_ref
 from .partition import Plan
 
@@ -24,28 +27,105 @@ NUMPY_DTYPES = {"float32": "float32", "qint8": "int8", "quint8": "uint8", "int32
                 "bool": "bool", "int8": "int8", "uint8": "uint8", "float64": "float64"}
 
 
-class InputError(ValueError):
-    """Run-time input that does not fit the model."""
+StepKind = Literal["partition", "callback", "view", "concat"]
 
 
 @dataclasses.dataclass
 class Step:
+    kind: StepKind                      # a oneDNN partition, a TF subgraph, a zero-copy reshape, a byte concat
     partition: int                      # oneDNN partition index, for partition steps
-    callback: Callable | None           # TF subgraph, for fallback steps
+    callback: Callable | None           # TF subgraph, for callback steps
     inputs: list[str]
     outputs: list[str]
     label: str                          # partition name or a description of the TF segment
-    view_shape: list[int] = dataclasses.field(default_factory=list)  # for zero-copy reshapes
-    concat_axis: int = -1               # for partitions that only move bytes (see _byte_concat)
+    view_shape: list[int] = dataclasses.field(default_factory=list)  # for view steps
+    concat_axis: int = -1               # for concat steps: partitions that only move bytes (see _byte_concat)
+
+
+class InputRangeWarning(UserWarning):
+    """An input lies far outside the range its INT8 quantizer was calibrated on: quantization
+    clamps it, so the result says little about the input."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What one model input takes, and the range its INT8 quantizer was calibrated on."""
+
+    index: int
+    info: TensorInfo
+    dtype: np.dtype
+    calibrated: tuple[float, float] | None   # (min, max) of the QuantizeV2s that read it directly
+
+    @classmethod
+    def of(cls, graph: Graph, index: int) -> "InputSpec":
+        reference = graph.inputs[index]
+        ranges = [(float(np.min(graph.constant(q.inputs[1]))), float(np.max(graph.constant(q.inputs[2]))))
+                  for q in graph.consumers().get(normalize(reference), [])
+                  if q.op == "QuantizeV2" and all(graph.is_constant(r) for r in q.inputs[1:3])]
+        calibrated = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges)) if ranges else None
+        info = graph.tensor(reference)
+        return cls(index, info, np.dtype(NUMPY_DTYPES[info.dtype]), calibrated)
+
+    def check(self, x, check_values: bool) -> np.ndarray:
+        """The input as the executor takes it, or InputError. Attribute tests and a plain loop, no
+        numpy type predicates: at AlexNet's 0.15 ms per image, the check was 1% of the run."""
+        x = np.asarray(x)
+        if self.dtype.kind == "f" and x.dtype.kind != "f":
+            raise InputError(f"input {self.index} has dtype {x.dtype}; the model takes {self.dtype}")
+        if self.dtype.kind != "f" and x.dtype != self.dtype and not np.can_cast(x.dtype, self.dtype, "safe"):
+            lost = " (fractions and values outside its range would be lost: convert it yourself)" \
+                if x.dtype.kind == "f" else ""
+            raise InputError(f"input {self.index} has dtype {x.dtype}; the model takes {self.dtype}{lost}")
+        shape = self.info.shape
+        if shape is not None:
+            fits = x.ndim == len(shape)
+            for got, want in zip(x.shape, shape):
+                fits = fits and (want is None or got == want)
+            if not fits:
+                raise InputError(f"input {self.index} has shape {x.shape}; the model takes {self.info.describe()}")
+        if x.size == 0:
+            raise InputError(f"input {self.index} is empty (shape {x.shape})")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if check_values and self.dtype.kind == "f":
+            self._check_values(x)
+        return x
+
+    def _check_values(self, x: np.ndarray) -> None:
+        lo, hi = float(x.min()), float(x.max())  # NaN propagates through both
+        if not (-math.inf < lo and hi < math.inf):
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            raise InputError(f"input {self.index} holds {bad} NaN or infinite value(s) of {x.size}: INT8 would "
+                             "turn them into ordinary-looking numbers (check_values=False skips this check)")
+        if self.calibrated is not None:
+            low, high = self.calibrated
+            width = high - low
+            if lo < low - width or hi > high + width:
+                warnings.warn(f"input {self.index} spans [{lo:.4g}, {hi:.4g}], but the model was calibrated on "
+                              f"[{low:.4g}, {high:.4g}]: INT8 clamps everything outside that range (check the "
+                              "input's scaling)", InputRangeWarning, stacklevel=4)
+
+
+# Input shapes each step keeps compiled; the least recently used goes beyond this (a server that
+# sees many batch sizes in rotation recompiles rather than growing without bound).
+SHAPES_PER_STEP = 8
 
 
 class CompiledModel:
-    """A plan ready to run: call it with a batch (numpy) to get the model's outputs."""
+    """A plan ready to run: call it with a batch (numpy) to get the model's outputs.
 
-    def __init__(self, plan: Plan, keep_onednn_layouts: bool = True):
+    shapes_per_step: how many input shapes (batch sizes) each partition keeps compiled at once.
+    check_values: refuse float inputs holding NaN or infinities (InputError) and warn about inputs
+        far outside the range the model was calibrated on (InputRangeWarning): INT8 would turn
+        both into ordinary-looking numbers. False skips the check (see README for its cost).
+    """
+
+    def __init__(self, plan: Plan, keep_onednn_layouts: bool = True, shapes_per_step: int = SHAPES_PER_STEP,
+                 check_values: bool = True):
         self.plan = plan
+        self.check_values = check_values
         graph = plan.source
-        self.input_infos = [graph.tensor(r) for r in graph.inputs]
+        self.inputs = [InputSpec.of(graph, i) for i in range(len(graph.inputs))]
+        self._fitting_shapes: set[tuple] = set()
         if not plan.partitions:  # partitioning is off: the whole QDQ graph runs on stock TF
             self._tf = tfgraph.GraphFunction(graph, graph.inputs, graph.outputs)
             self._program, self.steps = None, []
@@ -62,41 +142,40 @@ class CompiledModel:
             ids.setdefault(r, len(ids) + 1)
         infos = {r: plan.translation.tensors.get(r) or graph.tensor(r) for r in ids}
         dtypes = {ids[r]: NUMPY_DTYPES[info.dtype] for r, info in infos.items()}
-        used = {r for s in self.steps if s.callback is None for r in s.inputs}
+        used = {r for s in self.steps if s.kind != "callback" for r in s.inputs}
         constants = {ids[r]: v for r, v in plan.translation.constants.items() if r in used}
         opaque = [ids[r] for r in _layout_free_tensors(plan, self.steps, outputs)] if keep_onednn_layouts else []
         self._program = onednn.program(
             plan.onednn_graph,
             [dataclasses.replace(s, inputs=[ids[r] for r in s.inputs], outputs=[ids[r] for r in s.outputs])
              for s in self.steps],
-            [ids[r] for r in graph.inputs], [ids[r] for r in outputs], dtypes, constants, opaque)
+            [ids[r] for r in graph.inputs], [ids[r] for r in outputs], dtypes, constants, opaque, shapes_per_step)
 
     # ---------------------------------------------------------------------------------- running
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        if len(inputs) != len(self.input_infos):
-            raise InputError(f"the model takes {len(self.input_infos)} input(s), got {len(inputs)}")
-        arrays = [self._check(info, i, x) for i, (info, x) in enumerate(zip(self.input_infos, inputs))]
+        if len(inputs) != len(self.inputs):
+            raise InputError(f"the model takes {len(self.inputs)} input(s), got {len(inputs)}")
+        arrays = [spec.check(x, self.check_values) for spec, x in zip(self.inputs, inputs)]
+        self._check_shapes(arrays)
         if self._program is None:
             return self._tf(*arrays)
-        return list(self._program.run(arrays))
+        try:
+            return list(self._program.run(arrays))
+        except ValueError as e:  # the native side refuses shapes it cannot compute (an image too small)
+            raise InputError(str(e)) from e
 
-    @staticmethod
-    def _check(info: TensorInfo, index: int, x) -> np.ndarray:
-        """The input as the executor takes it, or InputError. Attribute tests and a plain loop, no
-        numpy type predicates: at AlexNet's 0.15 ms per image, the check was 1% of the run."""
-        x = np.asarray(x)
-        if x.dtype.kind != "f":
-            raise InputError(f"input {index} has dtype {x.dtype}; the model takes {info.dtype}")
-        if info.shape is not None:
-            fits = x.ndim == len(info.shape)
-            for got, want in zip(x.shape, info.shape):
-                fits = fits and (want is None or got == want)
-            if not fits:
-                raise InputError(f"input {index} has shape {x.shape}; the model takes {info.describe()}")
-        if x.size == 0:
-            raise InputError(f"input {index} is empty (shape {x.shape})")
-        return np.ascontiguousarray(x, dtype=NUMPY_DTYPES[info.dtype])
+    def _check_shapes(self, arrays: list[np.ndarray]) -> None:
+        """Inputs whose non-batch dimensions the model leaves open are checked against TF's shape
+        inference, once per shape: an image too small for the model must not come back as numbers."""
+        shapes = tuple(a.shape for a in arrays)
+        key = tuple(s[1:] for s in shapes)
+        if key in self._fitting_shapes or not any(None in (spec.info.shape or (None,))[1:] for spec in self.inputs):
+            return
+        problem = tfgraph.shape_problem(self.plan.source, shapes)
+        if problem:
+            raise InputError(f"inputs of shape {', '.join(map(str, shapes))} do not fit the model: {problem}")
+        self._fitting_shapes.add(key)
 
     @property
     def compiled_partitions(self) -> int:
@@ -204,16 +283,17 @@ def _schedule(plan: Plan, alias: dict[str, str]) -> list[Step]:
                 kind, item = units[u]
                 if kind == "partition":
                     inputs = [_resolve(alias, t.name) for t in item.inputs]  # all, in oneDNN's port order
-                    step = Step(item.onednn_index, None, inputs, [t.name for t in item.outputs], item.name)
+                    step = Step("partition", item.onednn_index, None, inputs, [t.name for t in item.outputs],
+                                item.name)
                     concat = _byte_concat(plan, item, ops_by_id)
                     if concat is not None:
                         axis, sources = concat
-                        step = dataclasses.replace(step, inputs=[_resolve(alias, r) for r in sources],
+                        step = dataclasses.replace(step, kind="concat", inputs=[_resolve(alias, r) for r in sources],
                                                    concat_axis=axis)
                     steps.append(step)
                 else:
                     shape = [int(d) for d in graph.constant(item.inputs[1])]
-                    steps.append(Step(0, None, unit_inputs(u), [item.name], item.name, shape))
+                    steps.append(Step("view", 0, None, unit_inputs(u), [item.name], item.name, shape))
                 done.add(u)
             continue
         # No partition can run: take every fallback node runnable from here as one TF subgraph.
@@ -266,7 +346,7 @@ def _tf_step(plan: Plan, nodes: list[Node], alias, unit_inputs, segment) -> Step
     outputs = [ref(n.name, i) for n in nodes for i in range(len(n.outputs))]
     function = _segment_function(plan.source, nodes, external, outputs, alias)
     label = f"TF: {', '.join(sorted({n.op for n in nodes}))} ({len(nodes)} ops)"
-    return Step(0, function, external, outputs, label)
+    return Step("callback", 0, function, external, outputs, label)
 
 
 def _drop_unread_outputs(steps: list[Step], graph: Graph, alias) -> list[Step]:
@@ -276,7 +356,7 @@ def _drop_unread_outputs(steps: list[Step], graph: Graph, alias) -> list[Step]:
         wanted |= set(step.inputs)
     result = []
     for step in steps:
-        if step.callback is not None:
+        if step.kind == "callback":
             keep = [i for i, r in enumerate(step.outputs) if r in wanted]
             step = dataclasses.replace(step, outputs=[step.outputs[i] for i in keep],
                                        callback=step.callback.select(keep))

@@ -21,13 +21,10 @@ from typing import Iterator, Sequence, TextIO
 import numpy as np
 
 from .config import QuantConfig
+from .errors import IncVersionError
 from .tfgraph import GraphDef
 
 SUPPORTED_INC_VERSION = "3.10"
-
-
-class IncVersionError(RuntimeError):
-    """The installed INC is not the version whose internals this module was written against."""
 
 
 def _inc():

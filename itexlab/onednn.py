@@ -97,9 +97,10 @@ def partition(translation: Translation, policy: str = "fusion") -> PartitionedGr
     return PartitionedGraph(graph, parts, ids)
 
 
-def program(partitioned: PartitionedGraph, steps, input_ids, output_ids, dtypes, constants, opaque_ids):
+def program(partitioned: PartitionedGraph, steps, input_ids, output_ids, dtypes, constants, opaque_ids,
+            shapes_per_step: int):
     """The native executor for an ordered list of steps (see itexlab.execute)."""
-    native_steps = [_native.StepSpec(s.partition, s.callback, s.inputs, s.outputs, s.label, s.view_shape,
+    native_steps = [_native.StepSpec(s.kind, s.partition, s.callback, s.inputs, s.outputs, s.label, s.view_shape,
                                      s.concat_axis) for s in steps]
     return _native.Program(partitioned.native, native_steps, input_ids, output_ids, dtypes, constants,
-                           opaque_ids)
+                           opaque_ids, shapes_per_step)

@@ -20,13 +20,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2  # noqa: E402
 
+from .errors import ModelError  # noqa: E402
 from .graph import DType, Graph, Node, ShapeAttr, TensorInfo, prune_and_sort, split_ref  # noqa: E402
 
 GraphDef = graph_pb2.GraphDef
-
-
-class ModelError(ValueError):
-    """The model given to itexlab cannot be read or has no usable inputs/outputs."""
 
 
 # ----------------------------------------------------------------------------------------- intake
@@ -52,7 +49,7 @@ def load(model: Any, input_shape: Sequence[int | None] | None = None) -> Graph:
         if path.is_dir():
             return _freeze_saved_model(path)
         if path.suffix == ".keras":
-            return _freeze_keras(keras.models.load_model(path, compile=False))
+            return _freeze_keras(_load_keras_file(path))
         if path.suffix == ".pb":
             graph_def = GraphDef()
             try:
@@ -62,6 +59,31 @@ def load(model: Any, input_shape: Sequence[int | None] | None = None) -> Graph:
             return graph_from_graph_def(graph_def)
         raise ModelError(f"'{path}': expected a .keras file, a .pb file or a SavedModel directory")
     raise ModelError(f"cannot read a model from {type(model).__name__}")
+
+
+def _load_keras_file(path: pathlib.Path):
+    """A .keras file as a Keras model, or ModelError saying why not (Keras' own errors name a
+    missing file for a damaged one, and raise a bare TypeError for an unregistered layer)."""
+    import zipfile
+
+    import keras
+
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"'{path}' is not a readable .keras file: a .keras file is a zip archive, and this one is "
+                         "damaged or truncated")
+    try:
+        return keras.models.load_model(path, compile=False)  # safe_mode stays on: no arbitrary code runs
+    except TypeError as e:
+        raise ModelError(f"'{path}' uses a layer or object Keras cannot rebuild ({_first_line(e)}): register it with "
+                         "keras.saving.register_keras_serializable, or load the model yourself and pass the model "
+                         "object") from e
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ModelError(f"'{path}' is not a readable .keras file: {_first_line(e)}") from e
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def from_concrete_function(fn) -> Graph:
@@ -234,6 +256,22 @@ def _encode_attr(value: Any) -> attr_value_pb2.AttrValue:
 def reannotate(graph: Graph) -> Graph:
     """Re-infer output dtypes/shapes after a rewrite."""
     return graph_from_graph_def(graph_def_from_graph(graph), graph.inputs, graph.outputs)
+
+
+def shape_problem(graph: Graph, input_shapes: Sequence[tuple[int, ...]]) -> str | None:
+    """What TF's shape inference says is wrong with feeding inputs of these shapes (batch left open),
+    or None. TF's own kernels do not always check: with its oneDNN kernels a 3x3 VALID convolution
+    of a 2x3 image returns an array of the input's shape."""
+    graph_def = graph_def_from_graph(graph)
+    fixed = {split_ref(r)[0]: shape for r, shape in zip(graph.inputs, input_shapes)}
+    for node in graph_def.node:
+        if node.name in fixed:
+            node.attr["shape"].CopyFrom(_encode_attr(ShapeAttr((None, *fixed[node.name][1:]))))
+    try:
+        _output_infos(graph_def)
+    except ModelError as e:
+        return str(e.__cause__ or e).strip().splitlines()[0]
+    return None
 
 
 # ------------------------------------------------------------------------- QDQ graphs in code

@@ -7,7 +7,7 @@ from itexlab import models, tfgraph
 from itexlab.config import QuantConfig
 from itexlab.execute import CompiledModel
 from itexlab.partition import make_plan
-from itexlab.quantize import quantize
+from itexlab.quantization import quantize
 
 from conftest import run_tf
 

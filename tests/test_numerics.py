@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from itexlab import onednn
 from itexlab.config import PartitionConfig, QuantConfig
-from itexlab.quantize import quantize
+from itexlab.quantization import quantize
 
 from conftest import assert_matches_tf, graph_of, oracle_graph, qdq, qdq_weights, run_itexlab, run_tf
 

@@ -29,23 +29,32 @@ PYBIND11_MODULE(_native, m) {
         .def("partition", &OneDnnGraph::partition, py::arg("policy") = "fusion");
 
     py::class_<StepSpec>(m, "StepSpec")
-        .def(py::init<size_t, py::object, std::vector<size_t>, std::vector<size_t>, std::string,
+        .def(py::init<std::string, size_t, py::object, std::vector<size_t>, std::vector<size_t>, std::string,
                       std::vector<int64_t>, int64_t>(),
-             py::arg("partition"), py::arg("callback"), py::arg("inputs"), py::arg("outputs"),
+             py::arg("kind"), py::arg("partition"), py::arg("callback"), py::arg("inputs"), py::arg("outputs"),
              py::arg("name"), py::arg("view_shape") = std::vector<int64_t>{}, py::arg("concat_axis") = -1);
 
+    // The accessors wait for a run in another thread: they release the GIL first, which that run
+    // may need for a callback.
+    using release = py::call_guard<py::gil_scoped_release>;
     py::class_<Program>(m, "Program")
         .def(py::init<std::shared_ptr<OneDnnGraph>, std::vector<StepSpec>, std::vector<size_t>,
                       std::vector<size_t>, const py::dict &, const py::dict &,
-                      const std::vector<size_t> &>(),
+                      const std::vector<size_t> &, size_t>(),
              py::arg("graph"), py::arg("steps"), py::arg("input_ids"), py::arg("output_ids"),
-             py::arg("dtypes"), py::arg("constants"), py::arg("opaque_ids"))
+             py::arg("dtypes"), py::arg("constants"), py::arg("opaque_ids"), py::arg("shapes_per_step"))
         .def("run", &Program::run, py::arg("inputs"))
-        .def_property_readonly("compiled_count", &Program::compiled_count)
-        .def_property_readonly("pool_bytes", &Program::pool_bytes)
-        .def("set_profiling", &Program::set_profiling)
-        .def("profile", &Program::profile)
-        .def("reset_profile", &Program::reset_profile);
+        .def_property_readonly("compiled_count", [](Program &p) {
+            py::gil_scoped_release unlocked;
+            return p.compiled_count();
+        })
+        .def_property_readonly("pool_bytes", [](Program &p) {
+            py::gil_scoped_release unlocked;
+            return p.pool_bytes();
+        })
+        .def("set_profiling", &Program::set_profiling, release())
+        .def("profile", &Program::profile, release())
+        .def("reset_profile", &Program::reset_profile, release());
 
     m.def("set_constant_tensor_cache", [](bool on) { dg::set_constant_tensor_cache(on ? 1 : 0); },
           py::arg("on"));

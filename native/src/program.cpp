@@ -41,29 +41,57 @@ bool is_dense(const lt &desc) {
     return desc.get_layout_type() == lt::layout_type::strided && desc.get_strides() == dense_strides(desc.get_dims());
 }
 
+void require_dense(const lt &desc, const std::string &what) {
+    if (!is_dense(desc)) throw std::logic_error(what + " is not in a dense plain layout");
+}
+
+// "2x10x10x4, 8x3" for error messages.
+std::string shapes_of(const std::vector<lt> &descs) {
+    std::string text;
+    for (const auto &desc : descs) {
+        text += text.empty() ? "" : ", ";
+        std::string dims;
+        for (auto d : desc.get_dims()) dims += (dims.empty() ? "" : "x") + std::to_string(d);
+        text += dims.empty() ? "scalar" : dims;
+    }
+    return text;
+}
+
+StepKind step_kind(const std::string &name) {
+    if (name == "partition") return StepKind::partition;
+    if (name == "callback") return StepKind::callback;
+    if (name == "view") return StepKind::view;
+    if (name == "concat") return StepKind::concat;
+    throw std::invalid_argument("unknown step kind '" + name + "'");
+}
+
 // The same memory as a oneDNN primitive sees it (graph and primitive data types share values).
 dnnl::memory::desc plain_memory_desc(const lt &desc) {
     auto dims = desc.get_dims();
     return dnnl::memory::desc(dims, static_cast<dnnl::memory::data_type>(desc.get_data_type()), dense_strides(dims));
 }
 
-// A numpy view of memory owned elsewhere; valid only while the owner lives (one callback).
-py::array numpy_view(const py::dtype &dtype, const lt &desc, void *ptr) {
-    static int anchor;  // a capsule must hold a non-null pointer; this one owns nothing
-    return py::array(dtype, desc.get_dims(), {}, ptr, py::capsule(&anchor, [](void *) {}));
-}
-
 }  // namespace
 
 Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps,
                  std::vector<size_t> input_ids, std::vector<size_t> output_ids, const py::dict &dtypes,
-                 const py::dict &constants, const std::vector<size_t> &opaque_ids)
-    : dtypes_(dtypes), graph_(std::move(graph)) {
+                 const py::dict &constants, const std::vector<size_t> &opaque_ids, size_t shapes_per_step)
+    : dtypes_(dtypes), graph_(std::move(graph)), shapes_per_step_(shapes_per_step) {
+    if (shapes_per_step_ == 0) throw std::invalid_argument("shapes_per_step must be at least 1");
     for (auto id : input_ids) input_slots_.push_back(slot_of(id));
     for (auto &spec : steps) {
         Step step;
-        if (!spec.callback.is_none()) step.callback = spec.callback;
-        else if (spec.view_shape.empty() && spec.concat_axis < 0) step.partition = &graph_->partition_at(spec.partition);
+        step.kind = step_kind(spec.kind);
+        if (step.kind == StepKind::callback) {
+            if (!PyCallable_Check(spec.callback.ptr()))
+                throw std::invalid_argument("callback step '" + spec.name + "' has nothing to call");
+            step.callback = spec.callback;
+        }
+        if (step.kind == StepKind::partition) step.partition = &graph_->partition_at(spec.partition);
+        if (step.kind == StepKind::view && (spec.inputs.size() != 1 || spec.outputs.size() != 1))
+            throw std::invalid_argument("view step '" + spec.name + "' needs one input and one output");
+        if (step.kind == StepKind::concat && (spec.inputs.empty() || spec.outputs.size() != 1 || spec.concat_axis < 0))
+            throw std::invalid_argument("concat step '" + spec.name + "' needs inputs, one output and an axis");
         step.view_shape = spec.view_shape;
         step.concat_axis = spec.concat_axis;
         step.name = spec.name;
@@ -84,7 +112,7 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
             throw std::invalid_argument("constant " + std::to_string(slot.id) + " has the wrong dtype");
         slot.is_constant = true;
         slot.keep = array;
-        slot.ptr = array.mutable_data();
+        slot.ptr = const_cast<void *>(array.data());  // oneDNN only reads constants
         slot.desc = strided(slot.id, slot.dtype, array_dims(array), true);
     }
     plan_lifetimes();
@@ -94,8 +122,7 @@ void Program::plan_lifetimes() {
     for (size_t s = 0; s < slots_.size(); ++s) slots_[s].root = s;
     for (size_t i = 0; i < steps_.size(); ++i) {
         const auto &step = steps_[i];
-        bool view = !step.partition && !step.callback && step.concat_axis < 0;
-        if (view) slots_[step.outputs[0]].root = slots_[step.inputs[0]].root;
+        if (step.kind == StepKind::view) slots_[step.outputs[0]].root = slots_[step.inputs[0]].root;
         for (const auto *list : {&step.inputs, &step.outputs})
             for (auto s : *list) {
                 auto &root = slots_[slots_[s].root];
@@ -109,18 +136,19 @@ void Program::plan_lifetimes() {
 }
 
 // The smallest free buffer that fits; else the largest free one grows (a larger batch than
-// before); else a new one.
+// before); else a new one. A free buffer that Python still holds a view of leaves the pool.
 void *Program::take_buffer(Slot &slot, size_t bytes) {
     int best = -1, largest = -1;
     for (size_t i = 0; i < pool_.size(); ++i) {
         if (pool_[i]->busy) continue;
+        if (pool_[i].use_count() > 1) pool_[i] = std::make_shared<Buffer>();  // the view owns the old one
         int k = static_cast<int>(i);
         if (pool_[i]->bytes >= bytes && (best < 0 || pool_[i]->bytes < pool_[best]->bytes)) best = k;
         if (largest < 0 || pool_[i]->bytes > pool_[largest]->bytes) largest = k;
     }
     if (best < 0) {
         if (largest < 0) {
-            pool_.push_back(std::make_unique<Buffer>());
+            pool_.push_back(std::make_shared<Buffer>());
             largest = static_cast<int>(pool_.size() - 1);
         }
         auto &buffer = *pool_[largest];
@@ -185,9 +213,26 @@ Program::Compiled *Program::cached(Step &step) {
         bool same = true;
         for (size_t i = 0; i < step.inputs.size() && same; ++i)
             same = c->inputs[i].is_equal(slots_[step.inputs[i]].desc);
-        if (same) return c.get();
+        if (same) {
+            c->last_used = runs_;
+            return c.get();
+        }
     }
     return nullptr;
+}
+
+// Keep a step's new compiled form, dropping the least recently used one beyond shapes_per_step_
+// (a model served at many batch sizes would otherwise keep every one: 64 sizes, +48 MB).
+Program::Compiled &Program::remember(Step &step, std::unique_ptr<Compiled> compiled) {
+    if (step.compiled.size() >= shapes_per_step_) {
+        auto oldest = std::min_element(step.compiled.begin(), step.compiled.end(),
+                                       [](const auto &a, const auto &b) { return a->last_used < b->last_used; });
+        step.compiled.erase(oldest);
+    }
+    compiled->last_used = runs_;
+    step.compilations++;
+    step.compiled.push_back(std::move(compiled));
+    return *step.compiled.back();
 }
 
 Program::Compiled &Program::compiled_for(Step &step) {
@@ -203,19 +248,16 @@ Program::Compiled &Program::compiled_for(Step &step) {
     try {
         c->partition = step.partition->compile(c->inputs, outputs, cpu_engine());
     } catch (const dnnl::error &e) {
-        std::string shapes;
-        for (const auto &in : c->inputs) {
-            shapes += shapes.empty() ? "" : ", ";
-            for (auto d : in.get_dims()) shapes += std::to_string(d) + "x";
-            shapes.pop_back();
-        }
         throw std::runtime_error("oneDNN could not compile partition '" + step.name + "' for inputs (" +
-                                 shapes + "): " + e.what());
+                                 shapes_of(c->inputs) + "): " + e.what());
     }
     for (auto s : step.outputs) c->outputs.push_back(c->partition.query_logical_tensor(slots_[s].id));
-    step.compilations++;
-    step.compiled.push_back(std::move(c));
-    return *step.compiled.back();
+    for (const auto &out : c->outputs)
+        for (auto d : out.get_dims())
+            if (d <= 0)  // e.g. a 3x3 VALID convolution of a 2x3 image
+                throw std::invalid_argument("inputs of shape " + shapes_of(c->inputs) + " are too small for '" +
+                                            step.name + "': its output would be " + shapes_of({out}));
+    return remember(step, std::move(c));
 }
 
 void Program::run_partition(Step &step) {
@@ -239,8 +281,7 @@ Program::Compiled &Program::concat_for(Step &step) {
     std::vector<int64_t> dims;
     for (auto s : step.inputs) {
         const auto &desc = slots_[s].desc;
-        if (!is_dense(desc))
-            throw std::logic_error("concat '" + step.name + "' of a tensor that is not in a dense plain layout");
+        require_dense(desc, "an input of concat '" + step.name + "'");
         auto in = desc.get_dims();
         if (dims.empty()) {
             if (axis >= static_cast<int64_t>(in.size()))
@@ -260,9 +301,7 @@ Program::Compiled &Program::concat_for(Step &step) {
     c->outputs.push_back(strided(out.id, out.dtype, dims));
     auto destination = plain_memory_desc(c->outputs[0]);
     c->primitive = dnnl::concat(dnnl::concat::primitive_desc(cpu_engine(), destination, static_cast<int>(axis), sources));
-    step.compilations++;
-    step.compiled.push_back(std::move(c));
-    return *step.compiled.back();
+    return remember(step, std::move(c));
 }
 
 void Program::run_concat(Step &step) {
@@ -277,11 +316,26 @@ void Program::run_concat(Step &step) {
     c.primitive.execute(cpu_stream(), args);
 }
 
+// A read-only numpy view of a slot's memory for a callback, owned by what owns the memory: the
+// numpy array the slot keeps, or its pool buffer (shared: see Buffer).
+py::array Program::view_for_python(const Slot &slot) {
+    require_dense(slot.desc, "tensor " + std::to_string(slot.id) + ", given to the framework,");
+    const Slot &root = slots_[slot.root];
+    py::object owner = root.keep;
+    if (root.buffer >= 0)
+        owner = py::capsule(new std::shared_ptr<Buffer>(pool_[root.buffer]),
+                            [](void *p) { delete static_cast<std::shared_ptr<Buffer> *>(p); });
+    if (owner.is_none()) throw std::logic_error("tensor " + std::to_string(slot.id) + " has no memory");
+    py::array view(slot.np_dtype, slot.desc.get_dims(), {}, slot.ptr, owner);
+    view.attr("flags").attr("writeable") = false;
+    return view;
+}
+
 void Program::run_callback(Step &step) {
     cpu_stream().wait();  // the framework reads what the partitions wrote
     py::gil_scoped_acquire acquire;
     py::list args;
-    for (auto s : step.inputs) args.append(numpy_view(slots_[s].np_dtype, slots_[s].desc, slots_[s].ptr));
+    for (auto s : step.inputs) args.append(view_for_python(slots_[s]));
     py::sequence results = step.callback(*args);
     if (results.size() != step.outputs.size())
         throw std::runtime_error("fallback subgraph returned " + std::to_string(results.size()) +
@@ -295,7 +349,7 @@ void Program::run_callback(Step &step) {
         if (in_pool(array.data()))  // the framework handed back our own memory: it will be reused
             array = py::array(array.dtype(), array_dims(array), {}, array.data());
         slot.keep = array;
-        slot.ptr = array.mutable_data();
+        slot.ptr = const_cast<void *>(array.data());  // later steps only read it
         slot.desc = strided(slot.id, slot.dtype, array_dims(array));
     }
 }
@@ -303,8 +357,7 @@ void Program::run_callback(Step &step) {
 void Program::run_view(Step &step) {
     const auto &in = slots_[step.inputs[0]];
     auto &out = slots_[step.outputs[0]];
-    if (in.desc.get_layout_type() != lt::layout_type::strided)
-        throw std::logic_error("view '" + step.name + "' of a tensor in an opaque layout");
+    require_dense(in.desc, "the input of view '" + step.name + "'");
     auto dims = in.desc.get_dims();
     int64_t volume = 1, known = 1;
     for (auto d : dims) volume *= d;
@@ -337,20 +390,23 @@ py::list Program::run(const py::sequence &inputs) {
         if (!array || !same_dtype(array.dtype(), slot.np_dtype))
             throw std::invalid_argument("input " + std::to_string(i) + " has the wrong dtype");
         slot.keep = array;
-        slot.ptr = array.mutable_data();
+        slot.ptr = const_cast<void *>(array.data());  // read only: oneDNN never writes a step's inputs
         slot.desc = strided(slot.id, slot.dtype, array_dims(array));
     }
     for (auto &buffer : pool_) buffer->busy = false;
+    runs_++;
     // Python is entered again only by framework steps and for arrays the caller receives: taking
     // the GIL back after every partition cost up to 0.6 ms per Inception V3 run in a busy process.
     py::gil_scoped_release release;
     for (size_t i = 0; i < steps_.size(); ++i) {
         auto &step = steps_[i];
         auto start = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-        if (step.partition) run_partition(step);
-        else if (step.callback) run_callback(step);
-        else if (step.concat_axis >= 0) run_concat(step);
-        else run_view(step);
+        switch (step.kind) {
+            case StepKind::partition: run_partition(step); break;
+            case StepKind::callback: run_callback(step); break;
+            case StepKind::concat: run_concat(step); break;
+            case StepKind::view: run_view(step); break;
+        }
         if (profiling_) {
             cpu_stream().wait();
             step.time += std::chrono::steady_clock::now() - start;
@@ -366,8 +422,12 @@ py::list Program::run(const py::sequence &inputs) {
         bool owned = !slot.keep.is_none() && py::isinstance<py::array>(slot.keep) &&
                      py::array(slot.keep).data() == slot.ptr &&
                      array_dims(py::array(slot.keep)) == slot.desc.get_dims();
-        if (owned) outputs.append(slot.keep);
-        else outputs.append(py::array(slot.np_dtype, slot.desc.get_dims(), {}, slot.ptr));  // a copy
+        if (owned) {
+            outputs.append(slot.keep);
+        } else {
+            require_dense(slot.desc, "output tensor " + std::to_string(slot.id));
+            outputs.append(py::array(slot.np_dtype, slot.desc.get_dims(), {}, slot.ptr));  // a copy
+        }
     }
     for (auto &slot : slots_)
         if (!slot.is_constant) {
@@ -378,19 +438,27 @@ py::list Program::run(const py::sequence &inputs) {
     return outputs;
 }
 
-size_t Program::pool_bytes() const {
+size_t Program::pool_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
     size_t bytes = 0;
     for (const auto &b : pool_) bytes += b->bytes;
     return bytes;
 }
 
-size_t Program::compiled_count() const {
+size_t Program::compiled_count() {
+    std::lock_guard<std::mutex> lock(mutex_);
     size_t n = 0;
     for (const auto &step : steps_) n += step.compiled.size();
     return n;
 }
 
-std::vector<std::tuple<size_t, double, size_t>> Program::profile() const {
+void Program::set_profiling(bool on) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    profiling_ = on;
+}
+
+std::vector<std::tuple<size_t, double, size_t>> Program::profile() {
+    std::lock_guard<std::mutex> lock(mutex_);
     std::vector<std::tuple<size_t, double, size_t>> rows;
     for (const auto &step : steps_)
         rows.emplace_back(step.calls, std::chrono::duration<double>(step.time).count(), step.compilations);
@@ -398,6 +466,7 @@ std::vector<std::tuple<size_t, double, size_t>> Program::profile() const {
 }
 
 void Program::reset_profile() {
+    std::lock_guard<std::mutex> lock(mutex_);
     for (auto &step : steps_) {
         step.calls = 0;
         step.time = std::chrono::nanoseconds{0};

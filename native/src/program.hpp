@@ -12,12 +12,16 @@
 
 namespace itexlab {
 
-// One step of a plan as Python describes it: a oneDNN partition, a Python callable that runs
-// the framework's own kernels, a zero-copy view (reshape) of a plain tensor, or a plain
-// concatenation of plain tensors (a oneDNN concat primitive). Inputs and outputs are tensor ids.
+// What a step does: run a oneDNN partition, call Python to run the framework's own kernels, view
+// a plain tensor in another shape (reshape, no copy), or concatenate plain tensors (a oneDNN
+// concat primitive).
+enum class StepKind { partition, callback, view, concat };
+
+// One step of a plan as Python describes it. Inputs and outputs are tensor ids.
 struct StepSpec {
+    std::string kind;      // "partition", "callback", "view" or "concat"
     size_t partition;      // index into the graph's partitions, for partition steps
-    py::object callback;   // the callable, for framework steps (None otherwise)
+    py::object callback;   // the callable, for callback steps
     std::vector<size_t> inputs;
     std::vector<size_t> outputs;
     std::string name;      // for error messages
@@ -30,24 +34,28 @@ public:
     // dtypes: tensor id -> numpy dtype of every tensor the program passes around.
     // constants: tensor id -> numpy array (weights, biases) kept for the program's life.
     // opaque_ids: tensors read only by other partitions, which may stay in oneDNN's own layout.
+    // shapes_per_step: how many input shapes each step keeps compiled (least recently used goes).
     Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps,
             std::vector<size_t> input_ids, std::vector<size_t> output_ids, const py::dict &dtypes,
-            const py::dict &constants,
-            const std::vector<size_t> &opaque_ids);
+            const py::dict &constants, const std::vector<size_t> &opaque_ids, size_t shapes_per_step);
 
+    // Inputs are only read: read-only and memory-mapped arrays are taken as they are.
     py::list run(const py::sequence &inputs);
 
-    size_t compiled_count() const;
+    // The accessors below wait for a run in another thread to finish (call them without the GIL).
+    size_t compiled_count();
     // Bytes of intermediate buffers the program holds (reused across steps and runs).
-    size_t pool_bytes() const;
-    void set_profiling(bool on) { profiling_ = on; }
+    size_t pool_bytes();
+    void set_profiling(bool on);
     // Per step: (calls, seconds in the step, compilations).
-    std::vector<std::tuple<size_t, double, size_t>> profile() const;
+    std::vector<std::tuple<size_t, double, size_t>> profile();
     void reset_profile();
 
 private:
     // Intermediate tensors live in pooled buffers: taken when a step writes the tensor, given
     // back after the last step that reads it, kept across runs (peak memory = the largest live set).
+    // A callback's numpy view of a buffer shares its ownership: a buffer Python still holds (a
+    // traceback, %debug) leaves the pool instead of being reused under it.
     struct Buffer {
         void *ptr = nullptr;
         size_t bytes = 0;
@@ -59,6 +67,7 @@ private:
         std::vector<dg::logical_tensor> outputs;  // as queried after compilation
         dg::compiled_partition partition;         // partition steps
         dnnl::primitive primitive;                // concat steps
+        size_t last_used = 0;                     // the run that used it last (least recently used goes)
     };
     struct Slot {
         size_t id;
@@ -75,6 +84,7 @@ private:
         size_t last_use = 0;      // last step reading the memory of a root slot (SIZE_MAX: never freed)
     };
     struct Step {
+        StepKind kind;
         const dg::partition *partition = nullptr;
         py::object callback;
         std::string name;
@@ -90,6 +100,7 @@ private:
     size_t slot_of(size_t id);
     py::dict dtypes_;
     Compiled *cached(Step &step);
+    Compiled &remember(Step &step, std::unique_ptr<Compiled> compiled);
     Compiled &compiled_for(Step &step);
     Compiled &concat_for(Step &step);
     void plan_lifetimes();
@@ -97,6 +108,7 @@ private:
     void release_after(size_t step_index);
     void place_output(Slot &slot, const dg::logical_tensor &desc);
     bool in_pool(const void *p) const;
+    py::array view_for_python(const Slot &slot);
     void run_partition(Step &step);
     void run_concat(Step &step);
     void run_callback(Step &step);
@@ -106,11 +118,13 @@ private:
     std::vector<Slot> slots_;
     std::unordered_map<size_t, size_t> slot_index_;
     std::vector<Step> steps_;
-    std::vector<std::unique_ptr<Buffer>> pool_;
+    std::vector<std::shared_ptr<Buffer>> pool_;
     std::vector<std::vector<size_t>> released_after_;  // per step: root slots whose memory is free after it
     std::vector<size_t> input_slots_, output_slots_;
+    size_t shapes_per_step_;
+    size_t runs_ = 0;
     bool profiling_ = false;
-    std::mutex mutex_;
+    std::mutex mutex_;  // one run at a time; the accessors take it too
 };
 
 }  // namespace itexlab

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from itexlab import tfgraph
 from itexlab.config import ConfigError, PartitionConfig, QuantConfig
-from itexlab.quantize import CalibrationDataError, calibration_batches, quantize
+from itexlab.quantization import CalibrationDataError, calibration_batches, quantize
 
 from conftest import run_tf
 
@@ -57,7 +57,10 @@ def test_itex_switches_are_read_from_the_environment(monkeypatch):
 
 @pytest.mark.parametrize("data, message", [
     (np.zeros((0, 16, 16, 1), np.float32), "empty"),
-    (np.zeros((4, 16, 16), np.float32), "rank 3"),
+    (np.zeros((4, 16, 16), np.float32), r"calibration data has shape \(4, 16, 16\); the model input is \(None, 16, 16, 1\)$"),
+    (np.zeros((16, 16, 1), np.float32), r"data has shape \(16, 16, 1\).*one sample x is x\[None\]"),
+    ("calib.npy", "is a path"),
+    (np.zeros((4, 16, 16, 1), np.uint8), "dtype uint8; the model takes float32"),
     (np.zeros((4, 16, 15, 1), np.float32), "axis 2 differs"),
     (np.zeros((4, 16, 16, 1), np.int32), "dtype int32"),
     (np.full((4, 16, 16, 1), np.nan, np.float32), "NaN or Inf"),
@@ -105,7 +108,7 @@ def test_keep_fp32_leaves_the_named_op_alone(cnn):
 
 def test_ranges_inc_left_dynamic_are_measured_on_the_calibration_data():
     from conftest import graph_of
-    from itexlab.quantize import freeze_dynamic_ranges
+    from itexlab.quantization import freeze_dynamic_ranges
 
     def fn(x):
         flat = tf.reshape(x, [-1])

@@ -1,21 +1,21 @@
-"""Quantize a model: intake, FP32 preparation, calibration data checks, INC static quantization."""
+"""Quantize a model (a module named apart from its `quantize` function, which `itexlab.quantize` is):
+intake, FP32 preparation, calibration data checks, INC static quantization."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
 
 from . import inc, tfgraph
 from .config import QuantConfig
-from .graph import DType, Graph, Node, TensorInfo, normalize, split_ref
+from .errors import CalibrationDataError, ModelError
+from .graph import QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, normalize, split_ref
 from .prepare import prepare
-
-
-class CalibrationDataError(ValueError):
-    """The calibration data cannot be fed to the model."""
 
 
 @dataclasses.dataclass
@@ -31,10 +31,15 @@ class QuantizedModel:
 
 def calibration_batches(data: Any, graph: Graph, count: int) -> list[np.ndarray]:
     """Turn a numpy array (samples first), a tf.data.Dataset or an iterable of batches into at most
-    `count` validated float32 batches. Raises CalibrationDataError naming the problem."""
+    `count` validated batches of the model's input dtype. Raises CalibrationDataError naming the
+    problem in terms of what the caller gave (the whole array, not the batches split from it)."""
+    info = graph.tensor(graph.inputs[0])
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise CalibrationDataError(f"calibration data is a path ({data!r}); load the array first, e.g. np.load(path)")
     if isinstance(data, np.ndarray):
         if data.ndim == 0 or len(data) == 0:
             raise CalibrationDataError("calibration data is empty")
+        _check_batch(data, info, "calibration data")
         batches: Iterable[Any] = np.array_split(data, min(count, len(data)))
     else:
         try:
@@ -43,36 +48,54 @@ def calibration_batches(data: Any, graph: Graph, count: int) -> list[np.ndarray]
             raise CalibrationDataError(
                 f"calibration data must be a numpy array, a tf.data.Dataset or an iterable of batches, "
                 f"not {type(data).__name__}") from None
-    expected = graph.tensor(graph.inputs[0]).shape
     result = []
     for i, batch in enumerate(batches):
         if len(result) == count:
             break
         if isinstance(batch, (tuple, list)) and len(batch) == 2 and not isinstance(batch[0], (int, float)):
             batch = batch[0]  # (inputs, labels) pairs, as Keras and tf.data yield them
-        result.append(_check_batch(np.asarray(batch), expected, i))
+        result.append(_check_batch(np.asarray(batch), info, f"calibration batch {i}"))
     if not result:
         raise CalibrationDataError("calibration data is empty")
+    _warn_if_degenerate(result)
     return result
 
 
-def _check_batch(batch: np.ndarray, expected: tuple | None, index: int) -> np.ndarray:
-    where = f"calibration batch {index}"
-    if not np.issubdtype(batch.dtype, np.floating):
-        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes floating-point input")
+def _check_batch(batch: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
+    expected, dtype = info.shape, np.dtype(QUANTIZED_DTYPES.get(info.dtype, info.dtype))
+    if dtype.kind == "f" and batch.dtype.kind != "f":
+        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes {dtype} input")
+    if dtype.kind != "f" and batch.dtype != dtype and not np.can_cast(batch.dtype, dtype, "safe"):
+        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes {dtype} input")
     if expected is not None:
         if batch.ndim != len(expected):
-            raise CalibrationDataError(f"{where} has rank {batch.ndim} (shape {batch.shape}); the model "
-                                       f"input has rank {len(expected)} (shape {_shape(expected)})")
+            single = batch.ndim == len(expected) - 1 and all(w is None or g == w for g, w in zip(batch.shape, expected[1:]))
+            hint = " (samples first: one sample x is x[None])" if single else ""
+            raise CalibrationDataError(f"{where} has shape {batch.shape}; the model input is "
+                                       f"{_shape(expected)}{hint}")
         for axis, (got, want) in enumerate(zip(batch.shape[1:], expected[1:]), 1):
             if want is not None and got != want:
                 raise CalibrationDataError(f"{where} has shape {batch.shape}; the model input is "
                                            f"{_shape(expected)} (axis {axis} differs)")
     if batch.size == 0:
         raise CalibrationDataError(f"{where} is empty (shape {batch.shape})")
-    if not np.isfinite(batch).all():
+    if batch.dtype.kind == "f" and not np.isfinite(batch).all():
         raise CalibrationDataError(f"{where} contains NaN or Inf")
-    return np.ascontiguousarray(batch, dtype=np.float32)
+    return np.ascontiguousarray(batch, dtype=dtype)
+
+
+class CalibrationWarning(UserWarning):
+    """The calibration data looks unlike real inputs: the INT8 ranges calibrated on it will be too."""
+
+
+def _warn_if_degenerate(batches: list[np.ndarray]) -> None:
+    """Calibration on constant data (all zeros, 1e-30 everywhere) gives ranges of zero width: INT8
+    then differs from FP32 by half the output range on real inputs, without any error."""
+    lo = min(float(b.min()) for b in batches)
+    hi = max(float(b.max()) for b in batches)
+    if hi - lo <= 1e-6 * max(1.0, abs(lo), abs(hi)):
+        warnings.warn(f"every calibration value is {lo:.4g}: the INT8 ranges calibrated on it will not fit real inputs "
+                      "(calibrate on samples of the data the model will see)", CalibrationWarning, stacklevel=4)
 
 
 def _shape(shape: tuple) -> str:
@@ -110,10 +133,15 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
     config = config or QuantConfig()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    fp32 = prepare(tfgraph.load(model))
+    graph = tfgraph.load(model)
+    quantized_ops = sorted({n.op for n in graph.nodes if n.op in ("QuantizeV2", "Dequantize") or n.op.startswith("Quantized")})
+    if quantized_ops:
+        raise ModelError(f"the model is already quantized (it has {', '.join(quantized_ops)} ops): partition it with "
+                         "make_plan (or `itexlab inspect`), or quantize its FP32 original")
+    fp32 = prepare(graph)
     seconds["load_and_prepare"] = time.perf_counter() - start
     if len(fp32.inputs) != 1:
-        raise tfgraph.ModelError(f"itexlab quantizes single-input models; this one has {len(fp32.inputs)}")
+        raise ModelError(f"itexlab quantizes single-input models; this one has {len(fp32.inputs)}")
     batches = calibration_batches(calibration_data, fp32, config.calibration_batches)
     graph_def = tfgraph.graph_def_from_graph(fp32)
 
@@ -127,4 +155,16 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
         return graph
 
     qdq = run_inc(qdq=True)
+    _warn_about_empty_ranges(qdq)
     return QuantizedModel(fp32, qdq, run_inc(qdq=False) if legacy else None, config, seconds)
+
+
+def _warn_about_empty_ranges(qdq: Graph) -> None:
+    """Tensors that were all zero on the calibration data get a range of zero width: whatever they
+    hold on real inputs, INT8 cannot represent it."""
+    empty = [n.name for n in qdq.nodes if n.op == "QuantizeV2" and not qdq.is_constant(n.inputs[0])
+             and all(qdq.is_constant(r) and not np.any(qdq.constant(r)) for r in n.inputs[1:3])]
+    if empty:
+        warnings.warn(f"{len(empty)} quantized tensor(s) were zero on all calibration data ({', '.join(empty[:3])}"
+                      f"{', ...' if len(empty) > 3 else ''}): INT8 cannot represent what they hold on other inputs",
+                      CalibrationWarning, stacklevel=3)

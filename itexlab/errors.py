@@ -1,0 +1,27 @@
+"""The errors itexlab raises about what it was given: one module without imports, so the command
+line can turn them into one-line messages without loading TensorFlow, and callers can catch
+`ItexlabError` for all of them. Each is also a ValueError (or RuntimeError), as before."""
+
+
+class ItexlabError(Exception):
+    """A problem with what itexlab was given or where it runs; the message names it."""
+
+
+class ModelError(ItexlabError, ValueError):
+    """The model cannot be read, or has no usable inputs/outputs."""
+
+
+class CalibrationDataError(ItexlabError, ValueError):
+    """The calibration data cannot be fed to the model."""
+
+
+class InputError(ItexlabError, ValueError):
+    """Run-time input that does not fit the model."""
+
+
+class ConfigError(ItexlabError, ValueError):
+    """A configuration value is out of range."""
+
+
+class IncVersionError(ItexlabError, RuntimeError):
+    """The installed INC is not the version whose internals itexlab's INC boundary was written against."""

@@ -1,0 +1,159 @@
+"""What happens on bad input (the README section of that name): a clear exception or warning
+naming the problem, never numbers that look right, and nothing the user gave is changed."""
+
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from itexlab import tfgraph
+from itexlab.cli import main
+from itexlab.config import QuantConfig
+from itexlab.errors import CalibrationDataError, InputError, ModelError
+from itexlab.execute import CompiledModel, InputRangeWarning
+from itexlab.partition import make_plan
+from itexlab.quantization import CalibrationWarning, quantize
+
+from conftest import graph_of, qdq_weights, run_tf
+from test_partition_execute import X, conv_block, quantized_input
+
+
+@pytest.fixture(scope="module")
+def model():
+    return CompiledModel(make_plan(graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_and_infinities_are_refused_not_turned_into_numbers(model, value):
+    x = X.copy()
+    x[0, 3, 3, 1] = value
+    with pytest.raises(InputError, match="1 NaN or infinite value"):
+        model(x)
+
+
+def test_values_far_outside_the_calibrated_range_warn(model):
+    with pytest.warns(InputRangeWarning, match=r"calibrated on \[-1, 1\]"):
+        model(np.full_like(X, 1e30))
+    with pytest.warns(InputRangeWarning, match="spans"):
+        model(X * 255)  # the classic: 0..255 pixels into a model calibrated on 0..1
+
+
+def test_the_value_check_can_be_turned_off_for_speed():
+    unchecked = CompiledModel(make_plan(graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))),
+                              check_values=False)
+    x = X.copy()
+    x[0, 0, 0, 0] = np.nan
+    assert unchecked(x)[0].shape == (2, 10, 10, 8)
+
+
+def test_an_image_too_small_for_the_model_is_refused():
+    """Unknown spatial dims: a 2x3 image under a 3x3 VALID convolution has no output (Keras raises)."""
+    w = np.random.default_rng(0).normal(size=(3, 3, 4, 8)).astype(np.float32)
+    graph = graph_of(lambda x: tf.nn.conv2d(quantized_input(x), tf.constant(w), 1, "VALID"), (None, None, None, 4))
+    model = CompiledModel(make_plan(graph))
+    assert model(X)[0].shape == (2, 8, 8, 8)
+    with pytest.raises(InputError, match=r"inputs of shape \(1, 2, 3, 4\) do not fit the model: .*Negative dimension"):
+        model(np.zeros((1, 2, 3, 4), np.float32))
+    quantized_weights = graph_of(lambda x: tf.nn.conv2d(quantized_input(x), qdq_weights(w), 1, "VALID"),
+                                 (None, None, None, 4))
+    in_onednn = CompiledModel(make_plan(quantized_weights))  # the convolution runs in a oneDNN partition
+    with pytest.raises(InputError, match="do not fit the model"):
+        in_onednn(np.zeros((1, 2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="too small for"):  # the native executor checks on its own too
+        in_onednn._program.run([np.zeros((1, 2, 3, 4), np.float32)])
+
+
+@pytest.fixture(scope="module")
+def uint8_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_a_model_with_uint8_input_takes_uint8_data(uint8_model):
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    q = quantize(uint8_model, images, QuantConfig(calibration_batches=2), progress=False)  # uint8 calibration
+    model = CompiledModel(make_plan(q.qdq))
+    got = model(images)[0]
+    expected = run_tf(q.qdq, images)[0]
+    assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
+    with pytest.raises(InputError, match="dtype float32; the model takes uint8 .*convert it yourself"):
+        model(images.astype(np.float32) / 255)  # would silently become all zeros
+    with pytest.raises(CalibrationDataError, match="dtype float64; the model takes uint8"):
+        quantize(uint8_model, images / 255.0, progress=False)
+
+
+def test_degenerate_calibration_data_warns():
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                            keras.layers.Flatten(), keras.layers.Dense(2)])
+    for constant in (0.0, 1e-30):
+        with pytest.warns(CalibrationWarning, match="every calibration value is"):
+            quantize(net, np.full((4, 6, 6, 1), constant, np.float32), QuantConfig(calibration_batches=1),
+                     progress=False)
+
+
+def test_quantizing_a_quantized_graph_says_so(tmp_path):
+    graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
+    path = tmp_path / "qdq.pb"
+    path.write_bytes(tfgraph.graph_def_from_graph(graph).SerializeToString())
+    with pytest.raises(ModelError, match="already quantized .*QuantizeV2"):
+        quantize(str(path), X, progress=False)
+
+
+def small_keras_model():
+    return keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(2)])
+
+
+def test_a_damaged_keras_file_is_named_as_such(tmp_path):
+    path = tmp_path / "model.keras"
+    small_keras_model().save(path)
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    with pytest.raises(ModelError, match="damaged or truncated"):
+        tfgraph.load(str(path))
+    not_a_model = tmp_path / "other.keras"
+    with zipfile.ZipFile(not_a_model, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(ModelError, match="is not a readable .keras file"):
+        tfgraph.load(str(not_a_model))
+
+
+def test_an_unregistered_custom_layer_is_named(tmp_path):
+    @keras.saving.register_keras_serializable(package="itexlab_test")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    path = tmp_path / "custom.keras"
+    keras.Sequential([keras.Input((4,)), Doubler(), keras.layers.Dense(2)]).save(path)
+    keras.saving.get_custom_objects().pop("itexlab_test>Doubler")
+    with pytest.raises(ModelError, match="Keras cannot rebuild .*register_keras_serializable"):
+        tfgraph.load(str(path))
+
+
+@pytest.mark.parametrize("case", ["uint8 data", "model error", "single image"])
+def test_the_command_line_prints_one_line_not_a_traceback(tmp_path, case, capsys):
+    model_path, data_path = tmp_path / "model.keras", tmp_path / "calib.npy"
+    small_keras_model().save(model_path)
+    data = {"uint8 data": np.zeros((4, 6, 6, 1), np.uint8), "model error": np.zeros((4, 6, 6, 1), np.float32),
+            "single image": np.zeros((6, 6, 1), np.float32)}[case]
+    np.save(data_path, data)
+    if case == "model error":
+        model_path.write_bytes(b"not a zip")
+    expected = {"uint8 data": "dtype uint8; the model takes float32", "model error": "damaged or truncated",
+                "single image": r"one sample x is x\[None\]"}[case]
+    with pytest.raises(SystemExit, match=f"^itexlab: .*{expected}"):
+        main(["inspect", str(model_path), "--calibration", str(data_path)])
+
+
+def test_keras_safe_mode_is_kept(tmp_path):
+    path = tmp_path / "lambda.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)]).save(path)
+    with pytest.raises(ModelError, match="Lambda"):  # no arbitrary code from a model file runs
+        tfgraph.load(str(path))
