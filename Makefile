@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.itexlab-installed
 NATIVE := $(shell find native -type f)
 
-.PHONY: setup demo test lab clean system-deps
+.PHONY: setup demo test test-long lab clean system-deps
 
 # System packages: the same list Binder installs (binder/apt.txt), plus what a venv and the
 # browser test (Debian's chromium, driven by Playwright) need.
@@ -40,6 +40,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The property-based tests with 1000 random examples each instead of 25 (a few minutes per ISA).
+test-long: setup
+	$(PY) -m pytest -q tests/test_differential.py tests/test_graphdef_fuzz.py --hypothesis-profile=long
 
 # JupyterLab with the tutorials (notebooks/).
 lab: setup

@@ -343,8 +343,13 @@ def _tf_step(plan: Plan, nodes: list[Node], alias, unit_inputs, segment) -> Step
             name = split_ref(r)[0]
             if name not in names and not plan.source.is_constant(r) and r not in external:
                 external.append(r)
+    # A Dequantize left to TF reads the range outputs of a QuantizeV2 that runs in oneDNN, which
+    # produces only the int8 tensor: they depend on its constant min/max alone, so they become
+    # constants of the segment.
+    ranges = [r for r in external if _is_quantizer_range(plan.source, r)]
+    external = [r for r in external if r not in ranges]
     outputs = [ref(n.name, i) for n in nodes for i in range(len(n.outputs))]
-    function = _segment_function(plan.source, nodes, external, outputs, alias)
+    function = _segment_function(plan.source, nodes, external, outputs, alias, ranges)
     label = f"TF: {', '.join(sorted({n.op for n in nodes}))} ({len(nodes)} ops)"
     return Step("callback", 0, function, external, outputs, label)
 
@@ -381,11 +386,36 @@ class _SegmentFunction:
         return [np.ascontiguousarray(a) for a in self._fn(*arrays)]
 
 
+def _is_quantizer_range(graph: Graph, reference: str) -> bool:
+    name, index = split_ref(reference)
+    node = graph.node(name)
+    return node.op == "QuantizeV2" and index > 0 and all(graph.is_constant(r) for r in node.inputs[1:3])
+
+
+def _quantizer_ranges(graph: Graph, references: list[str]) -> dict[str, np.ndarray]:
+    """The min/max outputs of QuantizeV2 nodes with constant ranges, computed by TF on a zero input."""
+    nodes: list[Node] = []
+    for name in dict.fromkeys(split_ref(r)[0] for r in references):
+        quantizer = graph.node(name)
+        info = graph.tensor(quantizer.inputs[0])
+        zeros = np.zeros([1 if d is None else d for d in info.shape or ()], np.float32)
+        nodes += [Node(f"{name}/zeros", "Const", [], {"dtype": DType("float32"), "value": zeros}),
+                  dataclasses.replace(quantizer, inputs=[f"{name}/zeros", *quantizer.inputs[1:3]])]
+        nodes += [graph.node(r) for r in quantizer.inputs[1:3]]
+    sub = Graph(list({n.name: n for n in nodes}.values()), [], list(references))
+    return {r: np.asarray(v) for r, v in zip(references, tfgraph.evaluate(sub, references))}
+
+
 def _segment_function(graph: Graph, nodes: list[Node], external: list[str], outputs: list[str],
-                      alias: dict[str, str]) -> _SegmentFunction:
+                      alias: dict[str, str], ranges: list[str]) -> _SegmentFunction:
     mapping: dict[str, str] = {}
     sub: list[Node] = []
     feeds = []
+    for r, value in (_quantizer_ranges(graph, ranges) if ranges else {}).items():
+        const = Node(f"{r.replace(':', '_')}/itexlab_range", "Const", [], {"dtype": DType("float32"), "value": value},
+                     [TensorInfo("float32", value.shape)])
+        sub.append(const)
+        mapping[r] = const.name
     for i, r in enumerate(external):
         info = graph.tensor(r)
         plain = QUANTIZED_DTYPES.get(info.dtype, info.dtype)

@@ -81,11 +81,8 @@ def partition(translation: Translation, policy: str = "fusion") -> PartitionedGr
     ids: dict[str, int] = {}
 
     def spec(reference: str):
-        info = translation.tensors[reference]
         ids.setdefault(reference, len(ids) + 1)
-        dims = [-1 if d is None else int(d) for d in info.shape]
-        return _native.TensorSpec(ids[reference], ONEDNN_DTYPES[info.dtype], dims,
-                                  reference in translation.constants)
+        return _tensor_spec(translation, reference, ids[reference])
 
     graph = _native.OneDnnGraph()
     for op in translation.ops:
@@ -95,6 +92,23 @@ def partition(translation: Translation, policy: str = "fusion") -> PartitionedGr
     parts = [OneDnnPartition(p.index, p.supported, list(p.op_ids), [by_id[i] for i in p.input_ids],
                              [by_id[i] for i in p.output_ids]) for p in graph.partition(policy)]
     return PartitionedGraph(graph, parts, ids)
+
+
+def _tensor_spec(translation: Translation, reference: str, tensor_id: int, batch: int | None = None):
+    info = translation.tensors[reference]
+    dims = [-1 if d is None else int(d) for d in info.shape]
+    if batch is not None and dims and dims[0] == -1:
+        dims[0] = batch
+    return _native.TensorSpec(tensor_id, ONEDNN_DTYPES[info.dtype], dims, reference in translation.constants)
+
+
+def compile_error(partitioned: PartitionedGraph, translation: Translation, part: OneDnnPartition) -> str | None:
+    """Why oneDNN cannot compile a partition at batch 1 ("" when it can), or None when the shapes
+    are not known beyond the batch (it is then first compiled when the model runs)."""
+    specs = [_tensor_spec(translation, r, partitioned.tensor_ids[r], batch=1) for r in part.inputs]
+    if any(d < 0 for s in specs for d in s.dims):
+        return None
+    return partitioned.native.compile_error(part.index, specs)
 
 
 def program(partitioned: PartitionedGraph, steps, input_ids, output_ids, dtypes, constants, opaque_ids,

@@ -13,6 +13,7 @@ from collections import Counter
 from . import onednn, tfgraph
 from .config import PartitionConfig
 from .graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, prune_and_sort, ref, split_ref
+from .prepare import drop_identities
 from .qdq import global_mean_as_pooling, quantize_commuting_ops, seven_bit_weights, split_shared_dequantize
 from .translate import ONEDNN_DTYPES, Translation, translate
 
@@ -178,7 +179,9 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     seven_bit_ops: list[str] = []
     if weight_bits == 7:
         graph, seven_bit_ops = seven_bit_weights(graph)
-    graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(graph)))
+    # Identities go first: a partition must never read one (the executor aliases them, and an
+    # aliased tensor is not the one oneDNN partitioned).
+    graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(drop_identities(graph))))
     translation = translate(graph, seven_bit_weights=weight_bits == 7)
     partitioned = onednn.partition(translation)
     op_node = {op.id: op.node for op in translation.ops}
@@ -195,6 +198,15 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
             candidates.append((part, kinds, names))
         else:
             reasons.update((n, f"oneDNN has no kernel for this {'+'.join(kinds)} partition") for n in names)
+    compilable = []
+    for part, kinds, names in candidates:  # oneDNN 3.2 reports some partitions it cannot compile
+        error = onednn.compile_error(partitioned, translation, part)
+        if error:
+            reasons.update((n, f"oneDNN reports this {'+'.join(kinds)} partition supported but cannot compile it "
+                               f"({error})") for n in names)
+        else:
+            compilable.append((part, kinds, names))
+    candidates = compilable
     chosen = _choose_offloaded(candidates, translation.constants, config)
     partitions: list[Partition] = []
     for part, kinds, names in candidates:

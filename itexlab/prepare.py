@@ -38,14 +38,17 @@ def _rewire(nodes: list[Node], mapping: dict[str, str]) -> list[Node]:
 
 
 def drop_identities(graph: Graph) -> Graph:
-    """Identity/NoOp nodes are noise in a frozen graph (except an Identity that is a graph output)."""
+    """Identity/NoOp nodes are noise in a frozen graph: every reader reads the Identity's source
+    instead; an Identity that is a graph output stays, for the output alone."""
     outputs = {split_ref(r)[0] for r in graph.outputs}
     mapping: dict[str, str] = {}
     kept = []
     for node in graph.nodes:
-        if node.op == "Identity" and node.name not in outputs:
+        if node.op == "Identity":
             source = normalize(node.inputs[0])
             mapping[node.name] = mapping.get(source, source)
+            if node.name in outputs:
+                kept.append(dataclasses.replace(node, inputs=[mapping[node.name]]))
         elif node.op != "NoOp":
             kept.append(node)
     return graph.replace(_rewire(kept, mapping))

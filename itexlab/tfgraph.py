@@ -133,6 +133,7 @@ def graph_from_graph_def(graph_def: GraphDef, inputs: Sequence[str] | None = Non
 
     Without explicit inputs/outputs, Placeholders are the inputs and nodes nobody reads the outputs.
     """
+    infos = _output_infos(graph_def)  # first: TF checks every op, attribute, dtype and input
     nodes = [_decode_node(n) for n in graph_def.node]
     if inputs is None:
         inputs = [n.name for n in nodes if n.op == "Placeholder"]
@@ -144,7 +145,6 @@ def graph_from_graph_def(graph_def: GraphDef, inputs: Sequence[str] | None = Non
         raise ModelError("the model has no inputs (no Placeholder)")
     if not outputs:
         raise ModelError("the model has no outputs")
-    infos = _output_infos(graph_def)
     for node in nodes:
         node.outputs = infos[node.name]
     return Graph(prune_and_sort(nodes, list(outputs)), list(inputs), list(outputs))
@@ -155,8 +155,8 @@ def _output_infos(graph_def: GraphDef) -> dict[str, list[TensorInfo]]:
     with g.as_default():
         try:
             tf.graph_util.import_graph_def(graph_def, name="")
-        except (ValueError, tf.errors.InvalidArgumentError) as e:
-            raise ModelError(f"the GraphDef is malformed: {e}") from e
+        except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:  # unknown ops, bad attrs, cycles...
+            raise ModelError(f"the GraphDef is malformed: {_first_line(e)}") from e
     infos = {}
     for op in g.get_operations():
         infos[op.name] = [

@@ -1,4 +1,5 @@
-"""The numerics tests again, in a fresh process per oneDNN instruction set this CPU can emulate:
+"""The numerics tests (the random networks of test_differential.py too) again, in a fresh process per
+oneDNN instruction set this CPU can emulate:
 ONEDNN_MAX_CPU_ISA makes oneDNN dispatch the kernels of a lesser CPU (AVX2 laptops, AVX-512
 Xeons without VNNI), where int8 products are summed in pairs in a saturating int16."""
 
@@ -24,7 +25,7 @@ def test_numerics_under_isa(isa):
     if effective_isa(isa) != isa:
         pytest.skip(f"this CPU cannot run oneDNN's {isa} kernels")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "numerics", "-p", "no:cacheprovider",
-                           "tests/test_numerics.py", "tests/test_partition_execute.py"],
+                           "tests/test_numerics.py", "tests/test_partition_execute.py", "tests/test_differential.py"],
                           cwd=ROOT, env={**os.environ, "ONEDNN_MAX_CPU_ISA": isa}, capture_output=True, text=True,
                           timeout=1200)
     assert done.returncode == 0, f"numerics under ONEDNN_MAX_CPU_ISA={isa}:\n{done.stdout[-4000:]}"

@@ -1,8 +1,9 @@
 """INT8 answers that are right on every CPU: cases built to make oneDNN's int8 kernels saturate
 where they sum u8 x s8 pairs in int16 (no VNNI or AMX), checked against the QDQ graph on stock TF.
 
-tests/test_isa_dispatch.py reruns this file and test_partition_execute.py under every
-ONEDNN_MAX_CPU_ISA this CPU can emulate, so each check here runs on VNNI and non-VNNI kernels.
+tests/test_isa_dispatch.py reruns this file, test_partition_execute.py and test_differential.py
+under every ONEDNN_MAX_CPU_ISA this CPU can emulate, so each check here runs on VNNI and non-VNNI
+kernels.
 """
 
 import keras

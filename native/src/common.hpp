@@ -50,6 +50,9 @@ public:
                 const std::vector<TensorSpec> &outputs, const py::dict &attrs, const std::string &name);
     std::vector<PartitionInfo> partition(const std::string &policy);
     const dg::partition &partition_at(size_t index) const;
+    // Why oneDNN cannot compile a partition for these input shapes ("" when it can): oneDNN 3.2
+    // reports some partitions supported that it then fails to compile.
+    std::string compile_error(size_t index, const std::vector<TensorSpec> &inputs) const;
 
 private:
     dg::graph graph_;

@@ -26,7 +26,8 @@ PYBIND11_MODULE(_native, m) {
         .def(py::init<>())
         .def("add_op", &OneDnnGraph::add_op, py::arg("id"), py::arg("kind"), py::arg("inputs"),
              py::arg("outputs"), py::arg("attrs"), py::arg("name"))
-        .def("partition", &OneDnnGraph::partition, py::arg("policy") = "fusion");
+        .def("partition", &OneDnnGraph::partition, py::arg("policy") = "fusion")
+        .def("compile_error", &OneDnnGraph::compile_error, py::arg("index"), py::arg("inputs"));
 
     py::class_<StepSpec>(m, "StepSpec")
         .def(py::init<std::string, size_t, py::object, std::vector<size_t>, std::vector<size_t>, std::string,

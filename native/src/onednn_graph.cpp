@@ -147,6 +147,20 @@ std::vector<PartitionInfo> OneDnnGraph::partition(const std::string &policy) {
     return infos;
 }
 
+std::string OneDnnGraph::compile_error(size_t index, const std::vector<TensorSpec> &inputs) const {
+    const auto &part = partition_at(index);
+    std::vector<lt> ins, outs;
+    for (const auto &spec : inputs) ins.push_back(spec.to_logical_tensor());
+    for (const auto &port : part.get_output_ports())
+        outs.emplace_back(port.get_id(), port.get_data_type(), DNNL_GRAPH_UNKNOWN_NDIMS, lt::layout_type::strided);
+    try {
+        part.compile(ins, outs, cpu_engine());
+    } catch (const dnnl::error &e) {
+        return e.what();
+    }
+    return "";
+}
+
 const dg::partition &OneDnnGraph::partition_at(size_t index) const {
     if (index >= partitions_.size()) throw std::out_of_range("no partition with that index");
     return partitions_[index];

@@ -37,8 +37,14 @@ std::vector<int64_t> dense_strides(const std::vector<int64_t> &dims) {
     return strides;
 }
 
+// Row-major without gaps. A dimension of size 1 may carry any stride (oneDNN gives them freely).
 bool is_dense(const lt &desc) {
-    return desc.get_layout_type() == lt::layout_type::strided && desc.get_strides() == dense_strides(desc.get_dims());
+    if (desc.get_layout_type() != lt::layout_type::strided) return false;
+    auto dims = desc.get_dims();
+    auto strides = desc.get_strides(), dense = dense_strides(dims);
+    for (size_t i = 0; i < dims.size(); ++i)
+        if (dims[i] > 1 && strides[i] != dense[i]) return false;
+    return true;
 }
 
 void require_dense(const lt &desc, const std::string &what) {
