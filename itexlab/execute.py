@@ -430,8 +430,15 @@ def _segment_function(graph: Graph, nodes: list[Node], external: list[str], outp
                         {"T": DType(plain), "type": DType(info.dtype)}, [info])
             sub.append(cast)
             mapping[r] = cast.name
-    constants = {split_ref(r)[0] for n in nodes for r in n.inputs if graph.is_constant(r)}
-    sub += [graph.node(c) for c in constants]
+    constants: dict[str, Node] = {}
+    for r in (r for n in nodes for r in n.inputs if graph.is_constant(r)):
+        node = graph.node(r)  # the constant, and any Identities it reaches the segment through
+        while node.name not in constants:
+            constants[node.name] = node
+            if node.op != "Identity":
+                break
+            node = graph.node(node.inputs[0])
+    sub += constants.values()
     for n in nodes:
         sub.append(dataclasses.replace(n, inputs=[mapping.get(_resolve(alias, r), _resolve(alias, r))
                                                   for r in n.inputs]))

@@ -83,15 +83,23 @@ class Graph:
     def node(self, name_or_ref: str) -> Node:
         return self._by_name[split_ref(name_or_ref)[0]]
 
+    def producer(self, reference: str) -> Node:
+        """The node that computes a tensor, looking through Identity nodes."""
+        node = self.node(reference)
+        while node.op == "Identity":
+            node = self.node(node.inputs[0])
+        return node
+
     def tensor(self, reference: str) -> TensorInfo:
         name, index = split_ref(reference)
         return self._by_name[name].outputs[index]
 
     def is_constant(self, reference: str) -> bool:
-        return self.node(reference).op in CONSTANT_OPS
+        return self.producer(reference).op in CONSTANT_OPS
 
     def constant(self, reference: str) -> np.ndarray | None:
-        node = self.node(reference)
+        """The value of a constant tensor (through Identities), None for a computed one."""
+        node = self.producer(reference)
         return node.value if node.op in CONSTANT_OPS else None
 
     def consumers(self) -> dict[str, list[Node]]:

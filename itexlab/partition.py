@@ -174,14 +174,16 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     unfolded = graph
     if config.tf_constant_folding:
         graph = tfgraph.grappler_constant_folding(graph)
+    # Identities go first: every rewrite after this one sees an op's true producer, and a partition
+    # never reads an Identity (the executor aliases them: an aliased tensor is not the one oneDNN
+    # partitioned).
+    graph = drop_identities(graph)
     isa = onednn.effective_isa()
     weight_bits = config.weight_bits or (7 if onednn.int8_pairs_saturate(isa) else 8)
     seven_bit_ops: list[str] = []
     if weight_bits == 7:
         graph, seven_bit_ops = seven_bit_weights(graph)
-    # Identities go first: a partition must never read one (the executor aliases them, and an
-    # aliased tensor is not the one oneDNN partitioned).
-    graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(drop_identities(graph))))
+    graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(graph)))
     translation = translate(graph, seven_bit_weights=weight_bits == 7)
     partitioned = onednn.partition(translation)
     op_node = {op.id: op.node for op in translation.ops}

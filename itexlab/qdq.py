@@ -190,8 +190,8 @@ def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
     for node in graph.nodes:
         if non_vnni_weights(graph, node) is None:
             continue
-        dequantize = graph.node(node.inputs[1])
-        quantizer = graph.node(dequantize.inputs[0]) if dequantize.op == "Dequantize" else None
+        dequantize = graph.producer(node.inputs[1])
+        quantizer = graph.producer(dequantize.inputs[0]) if dequantize.op == "Dequantize" else None
         if (quantizer is None or quantizer.op != "QuantizeV2" or quantizer.attrs.get("T") != "qint8"
                 or quantizer.attrs.get("mode") != "SCALED"):
             continue
@@ -201,7 +201,7 @@ def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
         scales, zps = quant_params(quantizer, lo, hi)
         step, _ = broadcast_params(quantizer, value, scales, zps)
         even = 2 * np.clip(np.rint(value / (2 * step)), -63, 63) * step
-        weights = graph.node(quantizer.inputs[0])
+        weights = graph.producer(quantizer.inputs[0])
         replaced[weights.name] = dataclasses.replace(weights, attrs={**weights.attrs,
                                                                       "value": even.astype(value.dtype)})
         touched.append(node.name)

@@ -30,7 +30,7 @@ NON_VNNI_WEIGHTS = {
 
 def non_vnni_weights(graph: Graph, op: Node) -> str | None:
     """NON_VNNI_WEIGHTS for a weighted op, from the int8 type its data input is dequantized from."""
-    source = graph.node(op.inputs[0]) if op.inputs else None
+    source = graph.producer(op.inputs[0]) if op.inputs else None
     if source is None or source.op != "Dequantize":
         return None  # f32 data: oneDNN dequantizes the weights and computes in f32
     return NON_VNNI_WEIGHTS.get((op.op, graph.node(source.inputs[0]).attrs.get("T")))
@@ -68,13 +68,29 @@ class Translation:
 
 # ----------------------------------------------------------------------- quantization params
 
-def quant_params(node: Node, lo: np.ndarray, hi: np.ndarray) -> tuple[list[float], list[int]]:
-    """Scales and zero points of a QuantizeV2/Dequantize (dst = (q - zp) * scale)."""
-    dtype, mode = node.attrs["T"], node.attrs.get("mode", "MIN_COMBINED")
+def tf_range(node: Node, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The range TF's QuantizeV2 really quantizes to: it always holds 0, and it is at least
+    ensure_minimum_range (default 0.01) times max(1, |range|) wide. A calibrated range of
+    [0, 0.0078] is [0, 0.01] to TF."""
     lo, hi = np.atleast_1d(lo).astype(np.float64), np.atleast_1d(hi).astype(np.float64)
+    if node.op != "QuantizeV2":
+        return lo, hi
+    epsilon = np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi))) * float(node.attrs.get("ensure_minimum_range", 0.01))
+    low = np.minimum(0.0, lo)
+    return low, np.maximum(0.0, np.maximum(hi, low + epsilon))
+
+
+def quant_params(node: Node, lo: np.ndarray, hi: np.ndarray) -> tuple[list[float], list[int]]:
+    """Scales and zero points of a QuantizeV2/Dequantize (dst = (q - zp) * scale), as TF's reference
+    kernels define them."""
+    dtype, mode = node.attrs["T"], node.attrs.get("mode", "MIN_COMBINED")
+    lo, hi = tf_range(node, lo, hi)
     if mode == "SCALED":
-        levels = 127.0 if dtype == "qint8" else 255.0
-        scale = np.maximum(np.abs(lo), np.abs(hi)) / levels
+        if dtype == "qint8":  # the scale that fits both ends: -128 (-127 narrow) * scale <= lo, 127 * scale >= hi
+            lowest = 127.0 if node.attrs.get("narrow_range", False) else 128.0
+            scale = np.maximum(np.where(lo < 0, -lo / lowest, 0.0), np.where(hi > 0, hi / 127.0, 0.0))
+        else:
+            scale = np.maximum(hi, 0.0) / 255.0
         zps = np.zeros(len(scale), np.int64)
     elif mode == "MIN_FIRST":
         scale = (hi - lo) / 255.0

@@ -150,3 +150,18 @@ def test_accessors_wait_for_a_run_in_another_thread_without_deadlock():
         assert program.compiled_count >= 0 and program.pool_bytes >= 0 and len(program.profile()) == 3
     worker.join(timeout=60)
     assert not worker.is_alive()
+
+
+def test_a_view_to_a_scalar_is_a_view():
+    """Step kinds are explicit: a reshape to a scalar (empty target shape) once looked like partition 0."""
+    native = onednn._native
+    T = native.TensorSpec
+    graph = native.OneDnnGraph()
+    graph.add_op(1, "ReLU", [T(1, "f32", [1])], [T(2, "f32", [1])], {}, "relu")
+    part = graph.partition("fusion")[0]
+    steps = [native.StepSpec("partition", part.index, None, [1], [2], "relu"),
+             native.StepSpec("view", 0, None, [2], [3], "to scalar", view_shape=[])]
+    program = native.Program(graph, steps, [1], [3], {1: "float32", 2: "float32", 3: "float32"}, {}, [], 8)
+    out = program.run([np.array([-3.0], np.float32)])[0]
+    assert out.shape == () and out == 0.0
+    assert program.run([np.array([2.5], np.float32)])[0] == 2.5

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from itexlab.graph import DType, Node
@@ -12,8 +13,25 @@ def quantizer(dtype, mode, axis=-1):
 def test_scaled_parameters():
     scales, zps = quant_params(quantizer("quint8", "SCALED"), np.float32(0), np.float32(5.1))
     assert np.isclose(scales[0], 0.02) and zps == [0]
-    scales, zps = quant_params(quantizer("qint8", "SCALED"), np.float32(-2.54), np.float32(1.0))
-    assert np.isclose(scales[0], 0.02) and zps == [0]
+    scales, zps = quant_params(quantizer("qint8", "SCALED"), np.float32(-2.56), np.float32(1.0))
+    assert np.isclose(scales[0], 0.02) and zps == [0]  # -128 * 0.02 reaches -2.56
+
+
+@pytest.mark.parametrize("dtype, lo, hi", [
+    ("qint8", -1.0, 1.0), ("qint8", -1.0, 0.5), ("qint8", -0.2, 3.0), ("qint8", -0.002, 0.002),
+    ("quint8", 0.0, 0.00775), ("quint8", 0.0, 5.1), ("qint8", 0.0, 0.0),
+])
+def test_scaled_scales_are_tfs_own(dtype, lo, hi):
+    """The scale TF's reference QuantizeV2 -> Dequantize uses (the per-channel form reaches it),
+    ensure_minimum_range and all: a quantizer calibrated on [0, 0.00775] quantizes to [0, 0.01]."""
+    x = np.random.default_rng(0).uniform(min(lo, 0) - 0.01, hi + 0.01, (41, 1)).astype(np.float32)
+    q, out_lo, out_hi = tf.raw_ops.QuantizeV2(input=x, min_range=np.array([lo], np.float32),
+                                              max_range=np.array([hi], np.float32), T=getattr(tf, dtype),
+                                              mode="SCALED", round_mode="HALF_TO_EVEN", axis=1)
+    tf_values = tf.raw_ops.Dequantize(input=q, min_range=out_lo, max_range=out_hi, mode="SCALED", axis=1).numpy()
+    scales, _ = quant_params(quantizer(dtype, "SCALED"), np.float32(lo), np.float32(hi))
+    codes = np.clip(np.rint(x / scales[0]), *((-128, 127) if dtype == "qint8" else (0, 255)))
+    np.testing.assert_allclose(codes * scales[0], tf_values, rtol=1e-5, atol=1e-7)
 
 
 def test_min_first_parameters_are_asymmetric():
