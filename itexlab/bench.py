@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .errors import first_line
 from .systems import SUBJECT
 
 
@@ -153,15 +154,10 @@ def usable_systems(factories: dict[str, Callable[[], Callable]], model: str, bat
         except Exception as e:  # noqa: BLE001  (whatever stops a peer is its reason, reported)
             if name == SUBJECT:
                 raise
-            unavailable.append(Unavailable(name, model, f"{type(e).__name__}: {_first_line(e)}"))
+            unavailable.append(Unavailable(name, model, f"{type(e).__name__}: {first_line(e)}"))
             continue
         systems[name] = system
     return systems, unavailable
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else "no message"
 
 
 def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batch: np.ndarray,

@@ -3,6 +3,12 @@ line can turn them into one-line messages without loading TensorFlow, and caller
 `ItexlabError` for all of them. Each is also a ValueError (or RuntimeError), as before."""
 
 
+def first_line(error: Exception, limit: int = 300) -> str:
+    """The first line of an error's message (TF's messages run to pages of traceback)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 class ItexlabError(Exception):
     """A problem with what itexlab was given or where it runs; the message names it."""
 

@@ -346,7 +346,8 @@ def _tf_step(plan: Plan, nodes: list[Node], alias, unit_inputs, segment) -> Step
     # A Dequantize left to TF reads the range outputs of a QuantizeV2 that runs in oneDNN, which
     # produces only the int8 tensor: they depend on its constant min/max alone, so they become
     # constants of the segment.
-    ranges = [r for r in external if _is_quantizer_range(plan.source, r)]
+    ranges = [r for r in external if plan.source.is_range_output(r)
+              and all(plan.source.is_constant(m) for m in plan.source.node(r).inputs[1:3])]
     external = [r for r in external if r not in ranges]
     outputs = [ref(n.name, i) for n in nodes for i in range(len(n.outputs))]
     function = _segment_function(plan.source, nodes, external, outputs, alias, ranges)
@@ -384,12 +385,6 @@ class _SegmentFunction:
         if self._fn is None:
             self._fn = tfgraph.GraphFunction(self.graph, self.inputs, self.outputs)
         return [np.ascontiguousarray(a) for a in self._fn(*arrays)]
-
-
-def _is_quantizer_range(graph: Graph, reference: str) -> bool:
-    name, index = split_ref(reference)
-    node = graph.node(name)
-    return node.op == "QuantizeV2" and index > 0 and all(graph.is_constant(r) for r in node.inputs[1:3])
 
 
 def _quantizer_ranges(graph: Graph, references: list[str]) -> dict[str, np.ndarray]:

@@ -90,6 +90,11 @@ class Graph:
             node = self.node(node.inputs[0])
         return node
 
+    def is_range_output(self, reference: str) -> bool:
+        """Outputs 1 and 2 of QuantizeV2 are its min/max scalars: quantization metadata, not data."""
+        name, index = split_ref(reference)
+        return index > 0 and self.node(name).op == "QuantizeV2"
+
     def tensor(self, reference: str) -> TensorInfo:
         name, index = split_ref(reference)
         return self._by_name[name].outputs[index]

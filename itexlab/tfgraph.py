@@ -20,7 +20,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2  # noqa: E402
 
-from .errors import ModelError  # noqa: E402
+from .errors import ModelError, first_line  # noqa: E402
 from .graph import DType, Graph, Node, ShapeAttr, TensorInfo, prune_and_sort, split_ref  # noqa: E402
 
 GraphDef = graph_pb2.GraphDef
@@ -74,16 +74,11 @@ def _load_keras_file(path: pathlib.Path):
     try:
         return keras.models.load_model(path, compile=False)  # safe_mode stays on: no arbitrary code runs
     except TypeError as e:
-        raise ModelError(f"'{path}' uses a layer or object Keras cannot rebuild ({_first_line(e)}): register it with "
+        raise ModelError(f"'{path}' uses a layer or object Keras cannot rebuild ({first_line(e)}): register it with "
                          "keras.saving.register_keras_serializable, or load the model yourself and pass the model "
                          "object") from e
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:
-        raise ModelError(f"'{path}' is not a readable .keras file: {_first_line(e)}") from e
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise ModelError(f"'{path}' is not a readable .keras file: {first_line(e)}") from e
 
 
 def from_concrete_function(fn) -> Graph:
@@ -156,7 +151,7 @@ def _output_infos(graph_def: GraphDef) -> dict[str, list[TensorInfo]]:
         try:
             tf.graph_util.import_graph_def(graph_def, name="")
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:  # unknown ops, bad attrs, cycles...
-            raise ModelError(f"the GraphDef is malformed: {_first_line(e)}") from e
+            raise ModelError(f"the GraphDef is malformed: {first_line(e)}") from e
     infos = {}
     for op in g.get_operations():
         infos[op.name] = [

@@ -32,11 +32,6 @@ def _heat(share: float) -> str:
     return f"#{r:02x}{max(g, 0):02x}{max(b, 0):02x}"
 
 
-def _is_range(graph, name: str, index: int) -> bool:
-    """Outputs 1 and 2 of QuantizeV2 are its min/max scalars: quantization metadata, not data."""
-    return index > 0 and graph.node(name).op == "QuantizeV2"
-
-
 def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float] | None = None) -> str:
     """The partitioned graph in DOT. Partitions are green boxes (collapsed to one node unless
     `expand` is True or holds their id); TF ops grey; INT8 edges dark green and bold. With
@@ -91,8 +86,8 @@ def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float
         if node.name not in unit_of:
             continue
         for r in node.inputs:
-            source, index = split_ref(r)
-            if source not in unit_of or unit_of[source] == unit_of[node.name] or _is_range(graph, source, index):
+            source = split_ref(r)[0]
+            if source not in unit_of or unit_of[source] == unit_of[node.name] or graph.is_range_output(r):
                 continue
             key = (unit_of[source], unit_of[node.name], r)
             if key in seen:
