@@ -1,14 +1,17 @@
 """itexlab: INT8 quantization of TensorFlow models on CPU, partitioned and run with oneDNN Graph.
 
 The public names load on first use, so `import itexlab` (and the CLI) can set thread counts
-before TensorFlow and oneDNN start their thread pools.
+before TensorFlow and oneDNN start their thread pools. The stages, each a package that imports
+only the ones before it: ir (the graph and the plan) -> backend (oneDNN, the CPU) -> frontend
+(TensorFlow intake) -> quant (INC) -> lower (QDQ graph to plan) -> runtime (the executor) ->
+measure (systems, timing, benchmark) -> report (tables, drawings, widgets, plots).
 """
 
 import importlib
 
 _PUBLIC = {
-    "CompiledModel": "execute", "PartitionConfig": "config", "Plan": "partition", "QuantConfig": "config",
-    "QuantizedModel": "quantization", "make_plan": "partition", "quantize": "quantization",
+    "CompiledModel": "runtime.executor", "PartitionConfig": "config", "Plan": "ir.plan", "QuantConfig": "config",
+    "QuantizedModel": "quant.quantization", "make_plan": "lower.partition", "quantize": "quant.quantization",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -57,7 +57,7 @@ def _load_calibration(path: str):
 
 def _load_model(name_or_path: str, weights: str | None):
     """A built-in workload by name, or a user's model file with no data attached."""
-    from . import models
+    from .measure import workloads as models
 
     if name_or_path in models.BUILTIN:
         if name_or_path == "inception_v3":
@@ -69,7 +69,7 @@ def _load_model(name_or_path: str, weights: str | None):
 def _workload(args):
     """The workload `bench` measures: a built-in one, or the user's model with its calibration data
     (whose first samples are also the inputs timed)."""
-    from . import models
+    from .measure import workloads as models
 
     workload = _load_model(args.model, args.weights)
     if workload is not None:
@@ -84,9 +84,9 @@ def _workload(args):
 
 def _quantized_for(args):
     """Quantize the model named on the command line; a QDQ graph is taken as it is."""
-    from . import tfgraph
     from .config import QuantConfig
-    from .quantization import quantize
+    from .frontend import tfgraph
+    from .quant.quantization import quantize
 
     workload = _load_model(args.model, getattr(args, "weights", None))
     if workload is not None:
@@ -117,7 +117,7 @@ def _partition_config(args):
 
 
 def cmd_demo(args) -> None:
-    from .demo import main_job
+    from .measure.compare import main_job
 
     out = _output_path(args.json)
     report = main_job(args.models, args.repeats)
@@ -125,7 +125,7 @@ def cmd_demo(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from .partition import make_plan
+    from .lower.partition import make_plan
 
     json_out, svg_out, html_out = _output_path(args.json), _output_path(args.svg), _output_path(args.html)
     plan = make_plan(_quantized_for(args), _partition_config(args))
@@ -141,7 +141,7 @@ def cmd_inspect(args) -> None:
             print(f"7-bit weights ({plan.isa}): {', '.join(plan.seven_bit_ops)}")
     _write(json_out, plan.to_json(), "plan")
     if svg_out or html_out:
-        from . import views
+        from .report import views
 
         if svg_out:
             _write(svg_out, views.render_svg(views.to_dot(plan, args.expand)), "graph view")
@@ -150,8 +150,8 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_quantize(args) -> None:
-    from . import tfgraph
-    from .partition import make_plan
+    from .frontend import tfgraph
+    from .lower.partition import make_plan
 
     out = _output_path(args.out, directory=True)
     if out.exists() and any(out.iterdir()) and not args.force:
@@ -160,22 +160,22 @@ def cmd_quantize(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "qdq.pb").write_bytes(tfgraph.graph_def_from_graph(qdq).SerializeToString())
     plan = make_plan(qdq, _partition_config(args))
-    (out / "partitioned.pb").write_bytes(plan.graph_def().SerializeToString())
+    (out / "partitioned.pb").write_bytes(tfgraph.graph_def_from_graph(plan.rewritten()).SerializeToString())
     (out / "plan.json").write_text(plan.to_json())
     print(plan.summary())
     print(f"wrote {out}/qdq.pb, {out}/partitioned.pb and {out}/plan.json")
 
 
 def cmd_bench(args) -> None:
-    from . import cpu
+    from .backend import cpu
 
     if args.threads:
         cpu.pin_threads(args.threads)  # before TensorFlow and oneDNN load
     json_out, markdown_out = _output_path(args.json), _output_path(args.markdown)
-    from . import benchmark
-    from .systems import SYSTEMS
+    from .measure import benchmark
+    from .measure.systems import SYSTEMS, TFLITE_INT8
 
-    systems = [s for s in (args.systems or SYSTEMS) if not (args.no_tflite and s == "tflite-int8")]
+    systems = [s for s in (args.systems or SYSTEMS) if not (args.no_tflite and s == TFLITE_INT8.name)]
     workload = _workload(args)
     result = benchmark.run(workload, tuple(args.batch or workload.batch_sizes), args.repeats,
                            breakdown=args.breakdown, systems=tuple(systems), with_memory=not args.no_memory,
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--json", help="also write the results as JSON")
     demo.set_defaults(func=cmd_demo)
 
-    from .systems import SYSTEMS
+    from .measure.systems import SYSTEMS
 
     benchmark = sub.add_parser("bench", help="benchmark FP32 and every INT8 path side by side")
     benchmark.add_argument("model", help="built-in name (alexnet, inception_v3) or a .keras/.pb/SavedModel path")

@@ -7,17 +7,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-from hypothesis import settings
 import tensorflow as tf
+from hypothesis import settings
 
-from itexlab import tfgraph
-from itexlab.execute import CompiledModel
-from itexlab.graph import DType, Node
-from itexlab.partition import make_plan
-from itexlab.qdq import seven_bit_weights
-from itexlab.translate import quant_params
-from itexlab.tfgraph import quantize_dequantize as qdq  # noqa: F401  (QDQ pairs, as INC writes them)
-from itexlab.tfgraph import quantize_dequantize_weights as qdq_weights  # noqa: F401
+from itexlab.frontend import tfgraph
+from itexlab.ir.graph import DType, Node
+from itexlab.lower.partition import make_plan
+from itexlab.lower.qdq import seven_bit_weights
+from itexlab.lower.translate import quant_params
+from itexlab.measure.probe import quantize_dequantize as qdq  # noqa: F401  (QDQ pairs, as INC writes them)
+from itexlab.measure.probe import quantize_dequantize_weights as qdq_weights  # noqa: F401
+from itexlab.runtime.executor import CompiledModel
 
 
 def graph_of(fn, shape, dtype=tf.float32):

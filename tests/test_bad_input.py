@@ -7,17 +7,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import graph_of, qdq_weights, run_tf
+from test_partition_execute import X, conv_block, quantized_input
 
-from itexlab import tfgraph
 from itexlab.cli import main
 from itexlab.config import QuantConfig
 from itexlab.errors import CalibrationDataError, InputError, ModelError
-from itexlab.execute import CompiledModel, InputRangeWarning
-from itexlab.partition import make_plan
-from itexlab.quantization import CalibrationWarning, quantize
-
-from conftest import graph_of, qdq_weights, run_tf
-from test_partition_execute import X, conv_block, quantized_input
+from itexlab.frontend import tfgraph
+from itexlab.lower.partition import make_plan
+from itexlab.quant.quantization import CalibrationWarning, quantize
+from itexlab.runtime.executor import CompiledModel, InputRangeWarning
 
 
 @pytest.fixture(scope="module")

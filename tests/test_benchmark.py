@@ -7,7 +7,8 @@ import time
 import keras
 import numpy as np
 
-from itexlab import bench, benchmark, cpu, data, models
+from itexlab.backend import cpu
+from itexlab.measure import benchmark, datasets, timing, workloads
 
 
 def test_isa_features_are_read_from_cpuinfo():
@@ -20,7 +21,7 @@ def test_isa_features_are_read_from_cpuinfo():
 
 
 def test_the_cpu_is_described_with_the_isa_onednn_runs():
-    from itexlab import onednn
+    from itexlab.backend import onednn
 
     described = cpu.describe()
     assert described["onednn_isa"] == onednn.effective_isa() and described["model"] == cpu.model_name()
@@ -31,7 +32,7 @@ def test_the_cpu_is_described_with_the_isa_onednn_runs():
 
 def test_openmp_spin_count_is_set_before_libgomp_loads_unless_the_user_chose():
     def spin_count(env):
-        code = ("import os, itexlab.onednn; "
+        code = ("import os, itexlab.backend.onednn; "
                 "print(os.environ.get('GOMP_SPINCOUNT'), any('libgomp.so' in l for l in open('/proc/self/maps')))")
         clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
         out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
@@ -47,11 +48,11 @@ def test_benchmark_on_a_tiny_model(tmp_path, monkeypatch):
     # floor can be checked against numbers the benchmark does not compute itself.
     monkeypatch.setattr(benchmark, "int8_probe", lambda: ((lambda: time.sleep(0.02)), 0.5))
     keras.utils.set_random_seed(0)
-    train, test = data.digits(size=16)
+    train, test = datasets.digits(size=16)
     model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
                               keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
-    models.train(model, train, epochs=1)
-    workload = models.Workload("tiny", model, train.x[:32], test, test.x[:16], (1, 4))
+    workloads.train(model, train, epochs=1)
+    workload = workloads.Workload("tiny", model, train.x[:32], test, test.x[:16], (1, 4))
     result = benchmark.run(workload, (1, 4), repeats=3, breakdown=True, calibration_batches=2, progress=None)
     systems = {r.system for r in result.report.results}
     assert {"tf-fp32", "tf-int8-legacy", "tf-qdq", "itexlab-int8", "tflite-int8"} <= systems
@@ -93,7 +94,7 @@ def test_each_turn_times_a_switch_call_and_a_steady_call():
             calls.append(name)
         return run
 
-    results = bench.measure({"tf-fp32": system("tf-fp32", 0.0), "int8": system("int8", 0.05)}, "m",
+    results = timing.measure({"tf-fp32": system("tf-fp32", 0.0), "int8": system("int8", 0.05)}, "m",
                             np.zeros((2, 3)), repeats=4, warmup=1, progress=None)
     assert calls == ["tf-fp32", "int8"] + ["tf-fp32", "tf-fp32", "int8", "int8"] * 4
     int8 = next(r for r in results if r.system == "int8")

@@ -1,5 +1,6 @@
 """The comparison behind the main job and the notebooks, on a tiny workload."""
 
+import dataclasses
 import json
 
 import keras
@@ -7,8 +8,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from itexlab import data, models, plots, widgets
-from itexlab.demo import compare
+from itexlab.measure import datasets, workloads
+from itexlab.measure.compare import compare
+from itexlab.report import plots, widgets
 
 matplotlib.use("Agg")
 
@@ -16,12 +18,12 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module")
 def comparison():
     keras.utils.set_random_seed(0)
-    train, test = data.digits(size=16)
+    train, test = datasets.digits(size=16)
     model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(16, 3, activation="relu"),
                               keras.layers.MaxPooling2D(), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax")])
-    models.train(model, train, epochs=3)
-    workload = models.Workload("tiny", model, train.x[:64], test, test.x[:32], (1, 8))
+    workloads.train(model, train, epochs=3)
+    workload = workloads.Workload("tiny", model, train.x[:64], test, test.x[:32], (1, 8))
     return compare(workload, calibration_batches=2)
 
 
@@ -64,13 +66,14 @@ def test_a_comparison_system_that_cannot_run_is_reported_not_fatal():
     script = textwrap.dedent("""
         import json, keras, matplotlib, numpy as np
         matplotlib.use("Agg")
-        from itexlab import data, models, plots
-        from itexlab.demo import compare
+        from itexlab.measure import datasets, workloads
+        from itexlab.report import plots
+        from itexlab.measure.compare import compare
         keras.utils.set_random_seed(0)
-        train, test = data.digits(size=16)
+        train, test = datasets.digits(size=16)
         model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
                                   keras.layers.Flatten(), keras.layers.Dense(10)])
-        workload = models.Workload("tiny", model, train.x[:16], test, test.x[:8], (1, 2))
+        workload = workloads.Workload("tiny", model, train.x[:16], test, test.x[:8], (1, 2))
         report = compare(workload, calibration_batches=1).measure(repeats=2, progress=None)
         figure = plots.comparison_figure(report, "tiny")
         print(json.dumps({"report": report.to_dict(), "table": report.table("tiny"),
@@ -91,14 +94,16 @@ def test_a_comparison_system_that_cannot_run_is_reported_not_fatal():
 
 
 def test_only_the_subject_may_not_fail():
-    from itexlab import bench
+    from itexlab.measure import timing
+    from itexlab.measure.systems import ITEXLAB_INT8, TF_FP32, TFLITE_INT8
 
-    def broken():
+    def broken(subject):
         raise RuntimeError("no kernel for this\nsecond line")
 
-    systems, unavailable = bench.usable_systems({"tf-fp32": lambda: (lambda x: x), "tflite-int8": broken},
+    identity = dataclasses.replace(TF_FP32, build=lambda subject: (lambda x: x))
+    systems, unavailable = timing.usable_systems([identity, dataclasses.replace(TFLITE_INT8, build=broken)], None,
                                                 "m", np.zeros(1))
     assert list(systems) == ["tf-fp32"]
-    assert unavailable == [bench.Unavailable("tflite-int8", "m", "RuntimeError: no kernel for this")]
+    assert unavailable == [timing.Unavailable("tflite-int8", "m", "RuntimeError: no kernel for this")]
     with pytest.raises(RuntimeError, match="no kernel"):
-        bench.usable_systems({"itexlab-int8": broken}, "m", np.zeros(1))
+        timing.usable_systems([dataclasses.replace(ITEXLAB_INT8, build=broken)], None, "m", np.zeros(1))

@@ -17,10 +17,9 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import assert_within_steps, graph_of, oracle_graph, qdq, qdq_weights, run_itexlab, run_tf
 from hypothesis import given, reject
 from hypothesis import strategies as st
-
-from conftest import assert_within_steps, graph_of, oracle_graph, qdq, qdq_weights, run_itexlab, run_tf
 
 pytestmark = pytest.mark.numerics
 

@@ -1,6 +1,6 @@
 import pytest
 
-from itexlab.graph import Graph, Node, normalize, prune_and_sort, split_ref
+from itexlab.ir.graph import Graph, Node, normalize, prune_and_sort, split_ref
 
 
 def test_references():

@@ -8,17 +8,16 @@ runs 1000 mutations.
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import graph_of
 from hypothesis import event, given
 from hypothesis import strategies as st
 from tensorflow.core.framework import attr_value_pb2, graph_pb2
-
-from itexlab import tfgraph
-from itexlab.errors import ItexlabError
-from itexlab.execute import CompiledModel
-from itexlab.partition import make_plan
-
-from conftest import graph_of
 from test_partition_execute import W2, X, conv_block, quantized_input
+
+from itexlab.errors import ItexlabError
+from itexlab.frontend import tfgraph
+from itexlab.lower.partition import make_plan
+from itexlab.runtime.executor import CompiledModel
 
 
 def base_graph_def() -> graph_pb2.GraphDef:
@@ -99,9 +98,13 @@ def test_the_unmutated_base_graph_runs():
     assert out.shape == (2, 5, 5, 8) and np.isfinite(out).all()
 
 
+def _first_op(graph_def: graph_pb2.GraphDef):
+    return next(n for n in graph_def.node if n.input)
+
+
 @pytest.mark.parametrize("mutate, message", [
-    (lambda g: g.node[3].input.__setitem__(0, "missing_node"), "missing_node"),
-    (lambda g: g.node.add().CopyFrom(g.node[3]), "is not unique"),
+    (lambda g: _first_op(g).input.__setitem__(0, "missing_node"), "missing_node"),
+    (lambda g: g.node.add().CopyFrom(_first_op(g)), "is not unique"),
 ])
 def test_known_mutations_name_the_problem(mutate, message):
     graph_def = graph_pb2.GraphDef()

@@ -3,7 +3,7 @@
 import neural_compressor
 import pytest
 
-from itexlab import inc
+from itexlab.quant import inc
 
 
 def test_inc_is_the_pinned_version():

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def effective_isa(cap: str) -> str:
-    code = "import itexlab.onednn as o; print(o.effective_isa())"
+    code = "import itexlab.backend.onednn as o; print(o.effective_isa())"
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ONEDNN_MAX_CPU_ISA": cap},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -9,13 +9,12 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from itexlab import onednn
-from itexlab.execute import CompiledModel
-from itexlab.partition import make_plan
-
 from conftest import graph_of
 from test_partition_execute import X, conv_block, quantized_input
+
+from itexlab.backend import onednn
+from itexlab.lower.partition import make_plan
+from itexlab.runtime.executor import CompiledModel
 
 
 def test_process_exits_cleanly_after_running_a_plan_with_tf_fallback():

@@ -19,7 +19,7 @@ def run(name: str, tmp_path, **parameters) -> dict:
 
 
 def test_alexnet_tutorial(tmp_path):
-    from itexlab import onednn
+    from itexlab.backend import onednn
 
     r = run("alexnet", tmp_path, epochs=6, repeats=3)
     assert r["fp32_accuracy"] > 0.9                              # a trained model
@@ -31,11 +31,11 @@ def test_alexnet_tutorial(tmp_path):
     assert r["switch_off_partitions"] == 0 and r["switch_off_same_decisions"] > 0.98
     assert r["speedup_batch64"] > 1.0
     assert not list(tmp_path.glob("nc_workspace"))               # INC's scratch stays out of the way
-    # measurement progress is one line per batch size, updated in place, not one output per repeat
+    # measurement progress is one bar per batch size (tqdm's), updated in place, not one output per repeat
     outputs = [o for cell in json.loads((tmp_path / "alexnet.ipynb").read_text())["cells"]
                for o in cell.get("outputs", [])]
     texts = ["".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")) for o in outputs]
-    assert sum("alexnet batch 1: 3/3" in t for t in texts) == 1 and not any("batch 1: 1/3" in t for t in texts)
+    assert sum("alexnet batch 1:" in t for t in texts) == 1 and not any("batch 1: 1/3" in t for t in texts)
 
 
 def test_inception_tutorial(tmp_path):

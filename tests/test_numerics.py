@@ -10,12 +10,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from itexlab import onednn
-from itexlab.config import PartitionConfig, QuantConfig
-from itexlab.quantization import quantize
-
 from conftest import assert_matches_tf, graph_of, oracle_graph, qdq, qdq_weights, run_itexlab, run_tf
+
+from itexlab.backend import onednn
+from itexlab.config import PartitionConfig, QuantConfig
+from itexlab.quant.quantization import quantize
 
 pytestmark = pytest.mark.numerics
 
@@ -53,7 +52,7 @@ def test_the_saturating_case_matches_the_oracle_on_this_isa():
 def test_eight_bit_weights_would_be_silently_wrong_where_pairs_saturate():
     """The case above really is the trap: forced to 8-bit weights, oneDNN's int16 pair sums clip
     (on VNNI/AMX kernels nothing clips and 8 bits are right)."""
-    from itexlab.partition import Int8SpeedWarning
+    from itexlab.lower.partition import Int8SpeedWarning
 
     graph = graph_of(saturating_net, (None, 12, 12, 8))
     if onednn.int8_pairs_saturate():
@@ -113,7 +112,8 @@ def test_a_small_random_net_quantized_by_inc_matches_the_oracle(seed):
 
 
 def test_the_plan_names_the_isa_and_the_ops_with_seven_bit_weights(monkeypatch):
-    from itexlab import inspect, partition
+    from itexlab.lower import partition
+    from itexlab.report import tables
 
     monkeypatch.setattr(partition, "_warned_isa", False)
     graph = graph_of(saturating_net, (None, 12, 12, 8))
@@ -125,9 +125,9 @@ def test_the_plan_names_the_isa_and_the_ops_with_seven_bit_weights(monkeypatch):
         plan = partition.make_plan(graph)
     assert plan.isa == onednn.effective_isa() and f"oneDNN ISA: {plan.isa}" in plan.summary()
     assert ("7-bit weights on 2 convolutions/matmuls" in plan.summary()) == saturates
-    nodes = inspect.nodes_frame(plan).set_index("name")
+    nodes = tables.nodes_frame(plan).set_index("name")
     assert list(nodes[nodes.seven_bit_weights].op) == (["Conv2D", "Conv2D"] if saturates else [])
-    bits = inspect.partitions_frame(plan).weight_bits.dropna()
+    bits = tables.partitions_frame(plan).weight_bits.dropna()
     assert list(bits) == [7 if saturates else 8] * 2
     data = plan.to_dict()
     assert data["isa"] == plan.isa and data["seven_bit_ops"] == list(nodes[nodes.seven_bit_weights].index)

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from itexlab import tfgraph
-from itexlab.config import PartitionConfig
-from itexlab.execute import CompiledModel, InputError
-from itexlab.partition import make_plan
-
 from conftest import assert_matches_tf, graph_of, partition_with, qdq, qdq_weights, run_tf
+
+from itexlab.config import PartitionConfig
+from itexlab.frontend import tfgraph
+from itexlab.lower.partition import make_plan
+from itexlab.measure.probe import int8_conv_chain
+from itexlab.runtime.executor import CompiledModel, InputError
 
 pytestmark = pytest.mark.numerics
 
@@ -44,7 +44,7 @@ def test_conv_bias_relu_qdq_is_one_partition():
 
 
 def test_int8_conv_chain_runs_every_convolution_in_int8_and_matches_tf():
-    graph = tfgraph.int8_conv_chain(size=8, channels=16, depth=3)
+    graph = int8_conv_chain(size=8, channels=16, depth=3)
     x = RNG.uniform(0, 4, (2, 8, 8, 16)).astype(np.float32)
     plan, _ = assert_matches_tf(graph, x)
     convs = [p for p in plan.partitions if any(n.op == "Conv2D" for n in p.nodes)]
@@ -259,7 +259,8 @@ def test_plan_as_data_json_and_rewritten_graph():
     graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
     plan = make_plan(graph)
     data = json.loads(plan.to_json())
-    assert {"id", "nodes", "onednn_ops", "inputs", "outputs"} <= set(data["partitions"][0])
+    assert {"id", "nodes", "ops", "inputs", "outputs"} <= set(data["partitions"][0])
+    assert {"id", "kind", "node", "inputs", "outputs", "attrs"} == set(data["partitions"][0]["ops"][0])
     assert {"name", "op"} == set(data["partitions"][0]["nodes"][0])
     assert {"name", "op", "reason"} == set(data["fallback"][0])
     rewritten = plan.rewritten()
@@ -267,7 +268,7 @@ def test_plan_as_data_json_and_rewritten_graph():
     fused = next(n for n in rewritten.nodes if n.op == "OneDnnGraph" and "Conv2D" in str(n.attrs["fused_ops"]))
     assert any("Conv2D" in name for name in fused.attrs["fused_ops"])
     assert "oneDNN partitions" in plan.summary()
-    assert plan.graph_def().node  # encodable as a GraphDef
+    assert tfgraph.graph_def_from_graph(plan.rewritten()).node  # encodable as a GraphDef
 
 
 def test_flatten_runs_as_a_zero_copy_view_and_global_mean_as_pooling():
@@ -292,7 +293,7 @@ def test_constant_folding_also_folds_through_inc_host_constants():
     # INC pins quantization ranges as HostConst; TF's folding must see through them as ITEX's does.
     import dataclasses
 
-    from itexlab.graph import Graph
+    from itexlab.ir.graph import Graph
 
     graph = graph_of(lambda x: conv_block(quantized_input(x)), (None, 10, 10, 4))
     ranges = {r.split(":")[0] for n in graph.nodes if n.op == "QuantizeV2" for r in n.inputs[1:3]}

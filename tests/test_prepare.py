@@ -1,11 +1,10 @@
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
-
-from itexlab import tfgraph
-from itexlab.prepare import prepare
-
 from conftest import graph_of, run_tf
+
+from itexlab.frontend import tfgraph
+from itexlab.quant.prepare import prepare
 
 
 def bn_model(depthwise=False):

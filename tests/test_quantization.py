@@ -4,12 +4,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from itexlab import tfgraph
-from itexlab.config import ConfigError, PartitionConfig, QuantConfig
-from itexlab.quantization import CalibrationDataError, calibration_batches, quantize
-
 from conftest import run_tf
+
+from itexlab.config import ConfigError, PartitionConfig, QuantConfig
+from itexlab.frontend import tfgraph
+from itexlab.quant.quantization import CalibrationDataError, calibration_batches, quantize
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +107,8 @@ def test_keep_fp32_leaves_the_named_op_alone(cnn):
 
 def test_ranges_inc_left_dynamic_are_measured_on_the_calibration_data():
     from conftest import graph_of
-    from itexlab.quantization import freeze_dynamic_ranges
+
+    from itexlab.quant.quantization import freeze_dynamic_ranges
 
     def fn(x):
         flat = tf.reshape(x, [-1])

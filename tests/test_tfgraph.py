@@ -1,9 +1,9 @@
+import keras
 import numpy as np
 import pytest
-import keras
 
-from itexlab import tfgraph
-from itexlab.tfgraph import ModelError
+from itexlab.frontend import tfgraph
+from itexlab.frontend.tfgraph import ModelError
 
 
 def small_model():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from itexlab.graph import DType, Node
-from itexlab.translate import quant_params, quantize_constant
+from itexlab.ir.graph import DType, Node
+from itexlab.lower.translate import quant_params, quantize_constant
 
 
 def quantizer(dtype, mode, axis=-1):

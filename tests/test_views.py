@@ -3,12 +3,11 @@ import pathlib
 import re
 
 import tensorflow as tf
-
-from itexlab import views
-from itexlab.partition import make_plan
-
 from conftest import graph_of
 from test_partition_execute import conv_block, quantized_input
+
+from itexlab.lower.partition import make_plan
+from itexlab.report import views
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 
@@ -30,9 +29,8 @@ def test_dot_structure():
     dot = views.to_dot(plan)
     for p in plan.partitions:  # collapsed: one green node per partition
         assert re.search(rf'p{p.id} \[label="P{p.id} INT8: .*fillcolor="{views.GREEN}"', dot)
-    assert 'n19 [label="Cumsum", fillcolor' in dot
-    assert f'fillcolor="{views.GREY}"' in dot                      # the op left to TF
-    assert re.search(rf'label="quint8\[\?x10x10x8\]", color="{views.INT8_EDGE}"', dot)  # an INT8 edge
+    assert re.search(rf'n\d+ \[label=Cumsum fillcolor="{views.GREY}"', dot)  # the op left to TF
+    assert re.search(rf'label="quint8\[\?x10x10x8\]" color="{views.INT8_EDGE}"', dot)  # an INT8 edge
     assert 'label="float32[]"' not in dot                           # QuantizeV2 min/max are not drawn
     assert "cluster_legend" in dot and "itexlab plan: " in dot
     expanded = views.to_dot(plan, expand=True)

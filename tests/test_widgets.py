@@ -2,12 +2,11 @@ import sys
 
 import pytest
 import tensorflow as tf
-
-from itexlab import widgets
-from itexlab.partition import make_plan
-
 from conftest import graph_of
 from test_partition_execute import conv_block, quantized_input
+
+from itexlab.lower.partition import make_plan
+from itexlab.report import widgets
 
 
 def small_plan():
@@ -32,3 +31,20 @@ def test_clear_message_without_ipywidgets(monkeypatch):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     with pytest.raises(ImportError, match="pip install 'itexlab\\[notebook\\]'"):
         widgets.plan_widget(small_plan())
+
+
+def test_zoom_restyles_the_drawing_without_running_dot_again(monkeypatch):
+    from itexlab.report import views
+
+    renders = []
+    render_svg = views.render_svg
+    monkeypatch.setattr(views, "render_svg", lambda dot: renders.append(dot) or render_svg(dot))
+    widget = widgets.plan_widget(small_plan())
+    controls, drawing, _, _ = widget.children
+    expand, zoom = controls.children
+    zoom.value = 2.0
+    assert len(renders) == 1 and 'style="zoom:2.0"' in drawing.value
+    expand.value = True
+    expand.value = False
+    zoom.value = 0.5
+    assert len(renders) == 2 and 'style="zoom:0.5"' in drawing.value

@@ -1,0 +1,361 @@
+"""The TensorFlow boundary: model intake, GraphDef <-> neutral Graph, and running graphs on TF kernels.
+
+No other module imports TensorFlow for graph work; everything else speaks `itexlab.ir.graph`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF 2.21 turns its oneDNN kernels on by default only on CPUs with VNNI, BF16 or AMX. Elsewhere INC's
+# legacy INT8 ops (QuantizedConv2DWithBiasAndReluAndRequantize, ...) find only placeholder kernels
+# that produce nothing ("Missing 0-th output"), and TF FP32 runs on Eigen. itexlab turns them on on
+# every CPU, so every system compares the same TF; a user's own setting wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+import tensorflow as tf  # noqa: E402
+from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2  # noqa: E402
+
+from ..errors import ModelError, first_line  # noqa: E402
+from ..ir.graph import (  # noqa: E402
+    DType,
+    Graph,
+    Node,
+    ShapeAttr,
+    TensorInfo,
+    prune_and_sort,
+    split_ref,
+)
+
+GraphDef = graph_pb2.GraphDef
+
+
+# ----------------------------------------------------------------------------------------- intake
+
+def load(model: Any, input_shape: Sequence[int | None] | None = None) -> Graph:
+    """Freeze any supported model form into a neutral Graph with named inputs and outputs.
+
+    Accepts a Keras 3 model object, a `.keras` file, a SavedModel directory, a `GraphDef`, or a
+    frozen `.pb` file. Nothing the user gave is modified.
+    """
+    import keras
+
+    if isinstance(model, Graph):
+        return model
+    if isinstance(model, GraphDef):
+        return graph_from_graph_def(model)
+    if isinstance(model, keras.Model):
+        return _freeze_keras(model)
+    if isinstance(model, (str, os.PathLike)):
+        path = pathlib.Path(model)
+        if not path.exists():
+            raise ModelError(f"model path '{path}' does not exist")
+        if path.is_dir():
+            return _freeze_saved_model(path)
+        if path.suffix == ".keras":
+            return _freeze_keras(_load_keras_file(path))
+        if path.suffix == ".pb":
+            graph_def = GraphDef()
+            try:
+                graph_def.ParseFromString(path.read_bytes())
+            except Exception as e:  # protobuf raises DecodeError, a bare Exception subclass
+                raise ModelError(f"'{path}' is not a frozen GraphDef: {e}") from e
+            return graph_from_graph_def(graph_def)
+        raise ModelError(f"'{path}': expected a .keras file, a .pb file or a SavedModel directory")
+    raise ModelError(f"cannot read a model from {type(model).__name__}")
+
+
+def _load_keras_file(path: pathlib.Path):
+    """A .keras file as a Keras model, or ModelError saying why not (Keras' own errors name a
+    missing file for a damaged one, and raise a bare TypeError for an unregistered layer)."""
+    import zipfile
+
+    import keras
+
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"'{path}' is not a readable .keras file: a .keras file is a zip archive, and this one is "
+                         "damaged or truncated")
+    try:
+        return keras.models.load_model(path, compile=False)  # safe_mode stays on: no arbitrary code runs
+    except TypeError as e:
+        raise ModelError(f"'{path}' uses a layer or object Keras cannot rebuild ({first_line(e)}): register it with "
+                         "keras.saving.register_keras_serializable, or load the model yourself and pass the model "
+                         "object") from e
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ModelError(f"'{path}' is not a readable .keras file: {first_line(e)}") from e
+
+
+def from_concrete_function(fn) -> Graph:
+    """Freeze a tf.function's concrete function (variables become constants)."""
+    return _freeze_concrete(fn)
+
+
+def _freeze_concrete(fn) -> Graph:
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    frozen = convert_variables_to_constants_v2(fn)
+    graph_def = frozen.graph.as_graph_def()
+    inputs = [t.name.removesuffix(":0") for t in frozen.inputs if t.dtype != tf.resource]
+    outputs = [_tensor_ref(t.name) for t in frozen.outputs]
+    return graph_from_graph_def(graph_def, inputs, outputs)
+
+
+def _freeze_keras(model) -> Graph:
+    if len(model.inputs) != 1:
+        raise ModelError(f"itexlab handles single-input models; this one has {len(model.inputs)} inputs")
+    spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, name="input")
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    return _freeze_concrete(fn)
+
+
+def _freeze_saved_model(path: pathlib.Path) -> Graph:
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as e:
+        raise ModelError(f"'{path}' is not a readable SavedModel: {e}") from e
+    signatures = getattr(loaded, "signatures", {})
+    if "serving_default" not in signatures:
+        raise ModelError(f"SavedModel '{path}' has no serving_default signature")
+    return _freeze_concrete(signatures["serving_default"])
+
+
+def _tensor_ref(tf_name: str) -> str:
+    name, _, index = tf_name.partition(":")
+    return name if index in ("", "0") else f"{name}:{index}"
+
+
+# ------------------------------------------------------------------------- GraphDef <-> Graph
+
+def graph_from_graph_def(graph_def: GraphDef, inputs: Sequence[str] | None = None,
+                         outputs: Sequence[str] | None = None) -> Graph:
+    """Decode a GraphDef and annotate every node's outputs with dtype and static shape.
+
+    Without explicit inputs/outputs, Placeholders are the inputs and nodes nobody reads the outputs.
+    """
+    infos = _output_infos(graph_def)  # first: TF checks every op, attribute, dtype and input
+    nodes = [_decode_node(n) for n in graph_def.node]
+    if inputs is None:
+        inputs = [n.name for n in nodes if n.op == "Placeholder"]
+    if outputs is None:
+        read = {split_ref(r)[0] for n in nodes for r in n.inputs}
+        outputs = [n.name for n in nodes if n.name not in read and n.op not in ("Placeholder", "NoOp")
+                   and not n.op.endswith("Const")]
+    if not inputs:
+        raise ModelError("the model has no inputs (no Placeholder)")
+    if not outputs:
+        raise ModelError("the model has no outputs")
+    for node in nodes:
+        node.outputs = infos[node.name]
+    return Graph(prune_and_sort(nodes, list(outputs)), list(inputs), list(outputs))
+
+
+def _output_infos(graph_def: GraphDef) -> dict[str, list[TensorInfo]]:
+    g = tf.Graph()
+    with g.as_default():
+        try:
+            tf.graph_util.import_graph_def(graph_def, name="")
+        except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:  # unknown ops, bad attrs, cycles...
+            raise ModelError(f"the GraphDef is malformed: {first_line(e)}") from e
+    infos = {}
+    for op in g.get_operations():
+        infos[op.name] = [
+            TensorInfo(t.dtype.name, None if t.shape.rank is None else tuple(t.shape.as_list()))
+            for t in op.outputs
+        ]
+    return infos
+
+
+def _decode_node(node_def) -> Node:
+    inputs = [i for i in node_def.input if not i.startswith("^")]
+    attrs = {k: _decode_attr(v) for k, v in node_def.attr.items() if not k.startswith("_")}
+    return Node(node_def.name, node_def.op, inputs, attrs)
+
+
+def _decode_attr(value: attr_value_pb2.AttrValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "s":
+        return value.s.decode()
+    if kind in ("i", "f", "b"):
+        return getattr(value, kind)
+    if kind == "type":
+        return DType(tf.dtypes.as_dtype(value.type).name)
+    if kind == "shape":
+        return _decode_shape(value.shape)
+    if kind == "tensor":
+        return tf.make_ndarray(value.tensor)
+    if kind == "list":
+        lst = value.list
+        if lst.type:
+            return [DType(tf.dtypes.as_dtype(t).name) for t in lst.type]
+        if lst.shape:
+            return [_decode_shape(s) for s in lst.shape]
+        for field in ("s", "i", "f", "b"):
+            items = list(getattr(lst, field))
+            if items:
+                return [x.decode() for x in items] if field == "s" else items
+        return []
+    raise ModelError(f"attribute kind '{kind}' is not supported")
+
+
+def _decode_shape(shape: tensor_shape_pb2.TensorShapeProto) -> ShapeAttr:
+    result = ShapeAttr(None if d.size < 0 else d.size for d in shape.dim)
+    result.unknown_rank = shape.unknown_rank
+    return result
+
+
+def graph_def_from_graph(graph: Graph) -> GraphDef:
+    graph_def = GraphDef()
+    for node in graph.nodes:
+        nd = graph_def.node.add(name=node.name, op=node.op)
+        nd.input.extend(node.inputs)
+        for key, value in node.attrs.items():
+            nd.attr[key].CopyFrom(_encode_attr(value))
+    return graph_def
+
+
+def _encode_shape(shape: ShapeAttr) -> tensor_shape_pb2.TensorShapeProto:
+    if getattr(shape, "unknown_rank", False):
+        return tensor_shape_pb2.TensorShapeProto(unknown_rank=True)
+    return tf.TensorShape(list(shape)).as_proto()
+
+
+def _encode_attr(value: Any) -> attr_value_pb2.AttrValue:
+    if isinstance(value, DType):
+        return attr_value_pb2.AttrValue(type=tf.dtypes.as_dtype(value).as_datatype_enum)
+    if isinstance(value, ShapeAttr):
+        return attr_value_pb2.AttrValue(shape=_encode_shape(value))
+    if isinstance(value, np.ndarray):
+        return attr_value_pb2.AttrValue(tensor=tf.make_tensor_proto(value))
+    if isinstance(value, bool):
+        return attr_value_pb2.AttrValue(b=value)
+    if isinstance(value, (int, np.integer)):
+        return attr_value_pb2.AttrValue(i=int(value))
+    if isinstance(value, float):
+        return attr_value_pb2.AttrValue(f=value)
+    if isinstance(value, str):
+        return attr_value_pb2.AttrValue(s=value.encode())
+    if isinstance(value, list):
+        lst = attr_value_pb2.AttrValue.ListValue()
+        if value and isinstance(value[0], DType):
+            lst.type.extend(tf.dtypes.as_dtype(v).as_datatype_enum for v in value)
+        elif value and isinstance(value[0], ShapeAttr):
+            lst.shape.extend(_encode_shape(v) for v in value)
+        elif value and isinstance(value[0], str):
+            lst.s.extend(v.encode() for v in value)
+        elif value and isinstance(value[0], bool):
+            lst.b.extend(value)
+        elif value and isinstance(value[0], float):
+            lst.f.extend(value)
+        else:
+            lst.i.extend(int(v) for v in value)
+        return attr_value_pb2.AttrValue(list=lst)
+    raise TypeError(f"cannot encode attribute value {value!r}")
+
+
+def reannotate(graph: Graph) -> Graph:
+    """Re-infer output dtypes/shapes after a rewrite."""
+    return graph_from_graph_def(graph_def_from_graph(graph), graph.inputs, graph.outputs)
+
+
+def shape_problem(graph: Graph, input_shapes: Sequence[tuple[int, ...]]) -> str | None:
+    """What TF's shape inference says is wrong with feeding inputs of these shapes (batch left open),
+    or None. TF's own kernels do not always check: with its oneDNN kernels a 3x3 VALID convolution
+    of a 2x3 image returns an array of the input's shape."""
+    graph_def = graph_def_from_graph(graph)
+    fixed = {split_ref(r)[0]: shape for r, shape in zip(graph.inputs, input_shapes)}
+    for node in graph_def.node:
+        if node.name in fixed:
+            node.attr["shape"].CopyFrom(_encode_attr(ShapeAttr((None, *fixed[node.name][1:]))))
+    try:
+        _output_infos(graph_def)
+    except ModelError as e:
+        return str(e.__cause__ or e).strip().splitlines()[0]
+    return None
+
+
+# ------------------------------------------------------------------------------ running on TF
+
+class KernelsMissing(RuntimeError):
+    """TensorFlow has no working kernel in this process for ops of the graph."""
+
+
+def onednn_kernels_on() -> bool:
+    """Whether this process's TF runs its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS, read once by TF)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def legacy_int8_function(graph: Graph) -> "GraphFunction":
+    """INC's default INT8 output on stock TF. Its fused quantized ops have real kernels only among
+    TF's oneDNN kernels; without them TF runs placeholders and fails with "Missing 0-th output"."""
+    if not onednn_kernels_on():
+        raise KernelsMissing("INC's legacy INT8 ops run only on TensorFlow's oneDNN kernels, which are off in this "
+                             "process (TF_ENABLE_ONEDNN_OPTS=0, or TensorFlow imported before itexlab on a CPU "
+                             "without VNNI, BF16 or AMX)")
+    return GraphFunction(graph, graph.inputs, graph.outputs)
+
+
+class GraphFunction:
+    """A (sub)graph compiled once into a TF function: numpy arrays in, numpy arrays out.
+
+    This is how stock TF runs the FP32 model, the QDQ graph, INC's legacy INT8 graph, and the
+    executor's fallback subgraphs — whole graphs on TF kernels, never op by op.
+    """
+
+    def __init__(self, graph: Graph | GraphDef, inputs: Sequence[str], outputs: Sequence[str]):
+        graph_def = graph if isinstance(graph, GraphDef) else graph_def_from_graph(graph)
+        self.inputs, self.outputs = list(inputs), list(outputs)
+
+        def importer():
+            tf.graph_util.import_graph_def(graph_def, name="")
+
+        wrapped = tf.compat.v1.wrap_function(importer, [])
+        g = wrapped.graph
+        self._fn = wrapped.prune([g.get_tensor_by_name(_tf_name(r)) for r in self.inputs],
+                                 [g.get_tensor_by_name(_tf_name(r)) for r in self.outputs])
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        results = self._fn(*[tf.constant(a) for a in arrays])
+        return [r.numpy() for r in results]
+
+
+def _tf_name(reference: str) -> str:
+    name, index = split_ref(reference)
+    return f"{name}:{index}"
+
+
+def evaluate(graph: Graph, references: Sequence[str]) -> list[np.ndarray]:
+    """Evaluate tensors that depend on no graph input (constant subgraphs)."""
+    sub = Graph(prune_and_sort(graph.nodes, list(references)), [], list(references))
+    return GraphFunction(sub, [], references)()
+
+
+def grappler_constant_folding(graph: Graph) -> Graph:
+    """Run TF's own constant folding (what ITEX_TF_CONSTANT_FOLDING=1 lets happen) on a graph."""
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    graph_def = graph_def_from_graph(graph)
+    for node in graph_def.node:  # INC pins ranges as HostConst, which grappler does not fold through
+        if node.op == "HostConst":
+            node.op = "Const"
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+        for reference in graph.outputs:
+            g.add_to_collection("train_op", g.get_tensor_by_name(_tf_name(reference)))
+    meta = tf.compat.v1.train.export_meta_graph(graph=g, graph_def=g.as_graph_def())
+    config = config_pb2.ConfigProto()
+    rewriter = config.graph_options.rewrite_options
+    rewriter.optimizers.append("constfold")
+    rewriter.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+    optimized = tf_optimizer.OptimizeGraph(config, meta)
+    return graph_from_graph_def(optimized, graph.inputs, graph.outputs)
+

@@ -1,0 +1,241 @@
+"""The neutral graph model that every stage shares: importer, preparation, partitioner, executor, views.
+
+A graph is a list of nodes in topological order. A node names its inputs as tensor references
+("node" or "node:1"); attributes are plain Python values (numbers, strings, lists, numpy arrays for
+constants, `DType` and `Shape` for typed attributes). Every node knows its outputs' dtype and shape
+(batch dimension None), so later stages never have to ask TensorFlow again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import graphlib
+from collections import defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+
+
+class DType(str):
+    """A TensorFlow dtype name used as an attribute value, e.g. DType("qint8")."""
+
+
+# TF's quantized dtypes -> the plain integer type with the same bytes (what numpy and oneDNN see).
+QUANTIZED_DTYPES = {"qint8": "int8", "quint8": "uint8"}
+
+
+class ShapeAttr(tuple):
+    """A shape used as an attribute value; None marks unknown dimensions, unknown_rank a missing one."""
+
+    unknown_rank = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    dtype: str
+    shape: tuple[int | None, ...] | None  # None: rank unknown
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.dtype}[{dims}]"
+
+
+@dataclasses.dataclass
+class Node:
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    outputs: list[TensorInfo] = dataclasses.field(default_factory=list)
+
+    @property
+    def value(self) -> np.ndarray:
+        """The value of a Const node."""
+        try:
+            return self.attrs["value"]
+        except KeyError:
+            raise LookupError(f"constant '{self.name}' has no value: the graph was read without its arrays") from None
+
+
+def split_ref(ref: str) -> tuple[str, int]:
+    """'conv:1' -> ('conv', 1); 'conv' -> ('conv', 0)."""
+    name, _, index = ref.partition(":")
+    return name, int(index) if index else 0
+
+
+def ref(name: str, index: int = 0) -> str:
+    return name if index == 0 else f"{name}:{index}"
+
+
+CONSTANT_OPS = ("Const", "HostConst")
+
+
+@dataclasses.dataclass
+class Graph:
+    nodes: list[Node]
+    inputs: list[str]   # tensor references of the graph inputs (Placeholders)
+    outputs: list[str]  # tensor references of the graph outputs
+
+    def __post_init__(self):
+        self._by_name = {n.name: n for n in self.nodes}
+        if len(self._by_name) != len(self.nodes):
+            raise ValueError("graph has duplicate node names")
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def node(self, name_or_ref: str) -> Node:
+        return self._by_name[split_ref(name_or_ref)[0]]
+
+    def producer(self, reference: str) -> Node:
+        """The node that computes a tensor, looking through Identity nodes."""
+        node = self.node(reference)
+        while node.op == "Identity":
+            node = self.node(node.inputs[0])
+        return node
+
+    def is_range_output(self, reference: str) -> bool:
+        """Outputs 1 and 2 of QuantizeV2 are its min/max scalars: quantization metadata, not data."""
+        name, index = split_ref(reference)
+        return index > 0 and self.node(name).op == "QuantizeV2"
+
+    def tensor(self, reference: str) -> TensorInfo:
+        name, index = split_ref(reference)
+        return self._by_name[name].outputs[index]
+
+    def is_constant(self, reference: str) -> bool:
+        return self.producer(reference).op in CONSTANT_OPS
+
+    def constant(self, reference: str) -> np.ndarray | None:
+        """The value of a constant tensor (through Identities), None for a computed one."""
+        node = self.producer(reference)
+        return node.value if node.op in CONSTANT_OPS else None
+
+    def consumers(self) -> dict[str, list[Node]]:
+        """Tensor reference -> nodes reading it (graph outputs are not nodes and not listed)."""
+        result: dict[str, list[Node]] = defaultdict(list)
+        for node in self.nodes:
+            for r in node.inputs:
+                result[normalize(r)].append(node)
+        return result
+
+    def count(self, op: str) -> int:
+        return sum(1 for n in self.nodes if n.op == op)
+
+    def replace(self, nodes: Iterable[Node]) -> "Graph":
+        """A new graph with these nodes and the same inputs and outputs, re-sorted and pruned of
+        nodes that no output depends on."""
+        return Graph(prune_and_sort(list(nodes), self.outputs), list(self.inputs), list(self.outputs))
+
+
+def normalize(reference: str) -> str:
+    name, index = split_ref(reference)
+    return ref(name, index)
+
+
+def prune_and_sort(nodes: list[Node], outputs: list[str]) -> list[Node]:
+    """Keep the nodes the outputs depend on (Placeholders always), in topological order (the
+    standard library's, which keeps the given order among independent nodes)."""
+    by_name = {n.name: n for n in nodes}
+    needed: dict[str, None] = {}
+    stack = [split_ref(r)[0] for r in reversed(outputs)] + [n.name for n in nodes if n.op == "Placeholder"]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        if name not in by_name:
+            raise ValueError(f"graph refers to a missing node '{name}'")
+        needed[name] = None
+        stack.extend(split_ref(r)[0] for r in by_name[name].inputs)
+    sorter = graphlib.TopologicalSorter(
+        {n.name: [split_ref(r)[0] for r in n.inputs] for n in nodes if n.name in needed})
+    try:
+        return [by_name[name] for name in sorter.static_order()]
+    except graphlib.CycleError as e:
+        raise ValueError(f"graph has a cycle through {' -> '.join(e.args[1])}") from None
+
+
+# ------------------------------------------------------------------------------ work
+
+def macs(node: Node, graph: Graph) -> int:
+    """Multiply-accumulates per image of a Conv2D, depthwise convolution or MatMul."""
+    if node.op not in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+        return 0
+    out = node.outputs[0].shape
+    weights = graph.tensor(node.inputs[1]).shape
+    if out is None or weights is None or None in out[1:] or None in weights:
+        return 0
+    if node.op == "MatMul":
+        return int(np.prod(weights))
+    # Ho*Wo * KH*KW*Ci*Co (Conv2D) or Ho*Wo * KH*KW*C*M (depthwise): every weight once per pixel
+    return int(np.prod(out[1:3])) * int(np.prod(weights))
+
+
+def total_macs(graph: Graph) -> int:
+    """Multiply-accumulates per image of the whole graph."""
+    return sum(macs(node, graph) for node in graph.nodes)
+
+
+
+# ------------------------------------------------------------------------------ as JSON
+
+def graph_to_dict(graph: Graph, arrays: dict[str, np.ndarray]) -> dict:
+    """The graph as JSON-able data; array attributes (constants' values) go into `arrays`, named
+    "<node>:<attribute>", so a plan's JSON stays small and the weights can live in an .npz."""
+    return {"inputs": list(graph.inputs), "outputs": list(graph.outputs),
+            "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
+                       "attrs": {k: _encode(v, f"{n.name}:{k}", arrays) for k, v in n.attrs.items()},
+                       "outputs": [tensor_to_dict(t) for t in n.outputs]} for n in graph.nodes]}
+
+
+def graph_from_dict(data: dict, arrays: dict[str, np.ndarray] | None = None) -> Graph:
+    """The inverse of graph_to_dict. Without `arrays`, constants have no values: the graph can be
+    drawn and tabulated, not run."""
+    nodes = [Node(n["name"], n["op"], list(n["inputs"]),
+                  {k: v for k, v in ((k, _decode(v, arrays)) for k, v in n["attrs"].items()) if v is not _MISSING},
+                  [tensor_from_dict(t) for t in n["outputs"]]) for n in data["nodes"]]
+    return Graph(nodes, list(data["inputs"]), list(data["outputs"]))
+
+
+def tensor_to_dict(info: TensorInfo) -> dict:
+    return {"dtype": info.dtype, "shape": None if info.shape is None else list(info.shape)}
+
+
+def tensor_from_dict(data: dict) -> TensorInfo:
+    return TensorInfo(data["dtype"], None if data["shape"] is None else tuple(data["shape"]))
+
+
+_MISSING = object()
+
+
+def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, DType):
+        return {"dtype": str(value)}
+    if isinstance(value, ShapeAttr):
+        return {"shape": list(value), "unknown_rank": value.unknown_rank}
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"attribute {key} has a value of type {type(value).__name__}, which a graph cannot hold")
+
+
+def _decode(value: Any, arrays: dict[str, np.ndarray] | None) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    if isinstance(value, dict):
+        if "dtype" in value:
+            return DType(value["dtype"])
+        if "shape" in value:
+            shape = ShapeAttr(value["shape"])
+            shape.unknown_rank = value["unknown_rank"]
+            return shape
+        if arrays is None or value["array"] not in arrays:
+            return _MISSING
+        return arrays[value["array"]]
+    return value

@@ -1,0 +1,184 @@
+"""Partitioning: which TF nodes become one oneDNN Graph op, and why every other node stays on TF.
+
+The result is a `Plan` (itexlab.ir.plan), plain data: the report renders it, the runtime runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+from ..backend import onednn
+from ..config import PartitionConfig
+from ..frontend import tfgraph
+from ..ir.graph import CONSTANT_OPS, Graph, Node, split_ref
+from ..ir.plan import Fallback, Partition, Plan, PlanNode, PlanTensor, plain
+from ..quant.prepare import drop_identities
+from .layouts import byte_concat, layout_free_tensors
+from .qdq import global_mean_as_pooling, quantize_commuting_ops, seven_bit_weights, split_shared_dequantize
+from .translate import Translation, translate
+
+QUANTIZED_KINDS = {"Quantize", "Dequantize"}
+WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+
+
+def _is_op(node: Node) -> bool:
+    return node.op not in CONSTANT_OPS and node.op != "Placeholder"
+
+
+def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
+    """Partition a QDQ graph the way ITEX does, with its switches, and explain the leftovers."""
+    config = config or PartitionConfig()
+    if not config.onednn_graph:
+        reason = "oneDNN Graph partitioning is off (ITEX_ONEDNN_GRAPH=0)"
+        return Plan(graph, [], [Fallback(n.name, n.op, reason) for n in graph.nodes if _is_op(n)], config)
+    unfolded = graph
+    if config.tf_constant_folding:
+        graph = tfgraph.grappler_constant_folding(graph)
+    # Identities go first: every rewrite after this one sees an op's true producer, and a partition
+    # never reads an Identity (the executor aliases them: an aliased tensor is not the one oneDNN
+    # partitioned).
+    graph = drop_identities(graph)
+    isa = onednn.effective_isa()
+    weight_bits = config.weight_bits or (7 if onednn.int8_pairs_saturate(isa) else 8)
+    seven_bit_ops: list[str] = []
+    if weight_bits == 7:
+        graph, seven_bit_ops = seven_bit_weights(graph)
+    graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(graph)))
+    translation = translate(graph, seven_bit_weights=weight_bits == 7)
+    partitioned = onednn.partition(translation.ops, translation.tensors, translation.constants)
+    ops_by_id = {op.id: op for op in translation.ops}
+    op_node = {op.id: op.node for op in translation.ops}
+    op_kind = {op.id: op.kind for op in translation.ops}
+    position = {n.name: i for i, n in enumerate(graph.nodes)}
+
+    candidates, reasons = [], {}
+    for part in partitioned.partitions:
+        kinds = [op_kind[i] for i in sorted(part.op_ids)]
+        names = [op_node[i] for i in sorted(part.op_ids)]
+        if "Wildcard" in kinds:
+            continue
+        if part.supported:
+            candidates.append((part, kinds, names))
+        else:
+            reasons.update((n, f"oneDNN has no kernel for this {'+'.join(kinds)} partition") for n in names)
+    compilable = []
+    for part, kinds, names in candidates:  # oneDNN 3.2 reports some partitions it cannot compile
+        error = onednn.compile_error(partitioned, part)
+        if error:
+            reasons.update((n, f"oneDNN reports this {'+'.join(kinds)} partition supported but cannot compile it "
+                               f"({error})") for n in names)
+        else:
+            compilable.append((part, kinds, names))
+    candidates = compilable
+    chosen = _choose_offloaded(candidates, translation.constants, config)
+    partitions: list[Partition] = []
+    for part, kinds, names in candidates:
+        if part.index not in chosen:
+            why = ("partition has no quantized op and reads from TF (ITEX offloads INT8 partitions only; "
+                   "see offload_fp32)")
+            reasons.update((n, why) for n in names)
+            continue
+        absorbed = [split_ref(r)[0] for r in part.inputs if split_ref(r)[0] in translation.absorbed]
+        members = sorted(set(names) | set(absorbed), key=position.__getitem__)
+        ops = [ops_by_id[i] for i in sorted(part.op_ids)]
+        ops = [dataclasses.replace(op, attrs={k: plain(v) for k, v in op.attrs.items()}) for op in ops]
+        references = dict.fromkeys(r for op in ops for r in op.inputs + op.outputs)
+        partition = Partition(
+            id=len(partitions), name=members[-1],
+            nodes=[PlanNode(n, graph.node(n).op) for n in members], ops=ops,
+            inputs=[_plan_tensor(translation, r) for r in part.inputs],
+            outputs=[_plan_tensor(translation, r) for r in part.outputs],
+            tensors={r: translation.tensors[r] for r in references},
+            quantized=bool(QUANTIZED_KINDS & set(kinds)))
+        partitions.append(dataclasses.replace(partition, byte_concat=byte_concat(partition)))
+
+    fused = {n.name for p in partitions for n in p.nodes}
+    consumers = graph.consumers()
+    fallback, views = [], []
+    for node in graph.nodes:
+        if not _is_op(node) or node.name in fused:
+            continue
+        if runs_as_view(node, graph):
+            views.append(PlanNode(node.name, node.op))
+            continue
+        if node.name in translation.refused:
+            reason = translation.refused[node.name]
+        elif node.name in translation.absorbed:
+            users = ", ".join(c.name for c in consumers.get(node.name, []))
+            reason = f"quantizes constant weights for {users}, which stays on TF"
+        else:
+            reason = reasons.get(node.name, "not in any oneDNN partition")
+        if config.tf_constant_folding and _weight_qdq_folded(node, graph, unfolded):
+            reason = "weight QDQ was constant-folded away (ITEX_TF_CONSTANT_FOLDING=1): no INT8 pattern"
+        fallback.append(Fallback(node.name, node.op, reason))
+    constants = {t.name: translation.constants[t.name] for p in partitions for t in p.inputs if t.constant}
+    plan = Plan(graph, partitions, fallback, config, views, isa, weight_bits, seven_bit_ops, constants,
+                layout_free_tensors(graph, partitions))
+    if any(p.quantized for p in plan.partitions):
+        warn_if_int8_is_slow(isa, weight_bits)
+    return plan
+
+
+_warned_isa = False
+
+
+class Int8SpeedWarning(UserWarning):
+    """INT8 runs here without the instructions that make it fast."""
+
+
+def warn_if_int8_is_slow(isa: str, weight_bits: int) -> None:
+    """Say once per process when oneDNN's INT8 kernels lack VNNI/AMX here (and every time a plan
+    forces 8-bit weights on them)."""
+    global _warned_isa
+    if not onednn.int8_pairs_saturate(isa):
+        return
+    if weight_bits == 8:
+        warnings.warn(f"8-bit weights on {isa} kernels (no VNNI or AMX): int16 sums of int8 products may saturate "
+                      "and give wrong results; weight_bits=None chooses 7 here", Int8SpeedWarning, stacklevel=3)
+    elif not _warned_isa:
+        warnings.warn(f"oneDNN runs INT8 with {isa} kernels on this CPU (no VNNI or AMX): INT8 speedups over FP32 "
+                      "will be smaller than on CPUs with VNNI, and itexlab uses 7-bit weights for convolutions and "
+                      "matmuls so that no int16 sum saturates", Int8SpeedWarning, stacklevel=3)
+    _warned_isa = True
+
+
+def _choose_offloaded(candidates, constants, config: PartitionConfig) -> set[int]:
+    """ITEX offloads a supported partition when it holds a Quantize/Dequantize. We also offload an
+    FP32 partition whose every input comes from offloaded partitions (e.g. the last concat and
+    global pooling of Inception V3): sending its data back to TF would only add a round trip."""
+    chosen = {p.index for p, kinds, _ in candidates if config.offload_fp32 or QUANTIZED_KINDS & set(kinds)}
+    producer = {out: p.index for p, _, _ in candidates for out in p.outputs}
+    changed = True
+    while changed:
+        changed = False
+        for part, _, _ in candidates:
+            if part.index in chosen:
+                continue
+            sources = [producer.get(r) for r in part.inputs if r not in constants]
+            if sources and all(s in chosen for s in sources):
+                chosen.add(part.index)
+                changed = True
+    return chosen
+
+
+def runs_as_view(node: Node, graph: Graph) -> bool:
+    """A Reshape to a constant shape of a plain tensor: no computation, the executor reinterprets
+    the buffer (oneDNN makes no partition of a lone StaticReshape)."""
+    return (node.op == "Reshape" and graph.constant(node.inputs[1]) is not None
+            and graph.tensor(node.inputs[0]).dtype in onednn.ONEDNN_DTYPES)
+
+
+def _weight_qdq_folded(node: Node, folded: Graph, unfolded: Graph) -> bool:
+    if node.op not in WEIGHTED_OPS or node.name not in unfolded:
+        return False
+    before = unfolded.node(unfolded.node(node.name).inputs[1])
+    after = folded.node(node.inputs[1])
+    if after.op == "Dequantize":  # TF folded the QuantizeV2 into a qint8 constant but kept this
+        after = folded.node(after.inputs[0])
+    return before.op == "Dequantize" and after.op in CONSTANT_OPS
+
+
+def _plan_tensor(translation: Translation, reference: str) -> PlanTensor:
+    info = translation.tensors[reference]
+    return PlanTensor(reference, info.dtype, info.shape, reference in translation.constants)

@@ -1,0 +1,210 @@
+"""Rewrites of the QDQ graph that give oneDNN the patterns it fuses, without changing results.
+
+A global mean over H and W becomes an AvgPool with a whole-image window and a reshape: oneDNN 3.2
+runs ReduceMean with a reference kernel (3 ms of Inception V3's 19), pooling with a JIT one.
+
+Shared Dequantize outputs are split, one Dequantize per consumer: oneDNN 3.2 fuses
+Dequantize -> op pairs, and crashes compiling a partition where one Dequantize feeds both a
+convolution and its residual Add (found by tests/test_partition_execute.py::test_residual_add).
+
+INC leaves ConcatV2 (and a MaxPool feeding one) in FP32 and quantizes only the concat's output.
+Concat and MaxPool commute with quantization, so quantizing each input with the scale of the
+output's QuantizeV2 gives the very same int8 values. After this pass, oneDNN sees
+Dequantize* -> Concat -> Quantize and Dequantize -> MaxPool -> Quantize: INT8 tensors never
+round-trip through FP32 on TF. ITEX does not do this (it leaves ConcatV2 out altogether).
+A MaxPool that already reads a Dequantize (scale A) keeps scale A on its output instead: its
+output values are input values, so quantizing them with A is exact, and the requantization to
+the consumer's scale B moves behind the pool, onto 4x fewer values, where oneDNN fuses it into one
+int8 reorder (see translate's QuantizeV2 rule). oneDNN 3.2 runs an int8 MaxPool whose input and
+output scales differ with a reference kernel (13 ms for one of Inception V3's, against 0.05 ms).
+
+On CPUs without VNNI, oneDNN's int8 convolutions and matmuls add u8 x s8 products two at a time in
+a saturating int16; `seven_bit_weights` rounds their weights to even int8 codes so that no pair can
+clip (see its docstring).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..ir.graph import DType, Graph, Node, TensorInfo, normalize
+from .translate import broadcast_params, non_vnni_weights, quant_params
+
+_COMMUTING_OPS = ("ConcatV2", "MaxPool")
+
+
+def _quantizer_of(node: Node, graph: Graph, consumers) -> Node | None:
+    """The QuantizeV2 with constant min/max that reads this node's output, if any."""
+    for user in consumers.get(node.name, []):
+        if (user.op == "QuantizeV2" and normalize(user.inputs[0]) == node.name
+                and all(graph.is_constant(r) for r in user.inputs[1:3])):
+            return user
+    return None
+
+
+def _pair(source: str, quantizer: Node, name: str, graph: Graph) -> list[Node]:
+    """QuantizeV2 -> Dequantize of `source` with the parameters of `quantizer`."""
+    shape = graph.tensor(source).shape
+    dtype = quantizer.attrs["T"]
+    q = Node(f"{name}/quantize", "QuantizeV2", [source, *quantizer.inputs[1:3]], dict(quantizer.attrs),
+             [TensorInfo(dtype, shape), TensorInfo("float32", ()), TensorInfo("float32", ())])
+    dq = Node(f"{name}/dequantize", "Dequantize", [q.name, f"{q.name}:1", f"{q.name}:2"],
+              {"T": DType(dtype), "mode": quantizer.attrs.get("mode", "SCALED"), "dtype": DType("float32"),
+               "axis": -1, "narrow_range": False},
+              [TensorInfo("float32", shape)])
+    return [q, dq]
+
+
+def quantize_commuting_ops(graph: Graph) -> Graph:
+    """Move the output quantization of ConcatV2/MaxPool onto their inputs (exactly equivalent)."""
+    added: list[Node] = []
+    replaced: dict[str, Node] = {}
+    # Walk from the outputs back, so a MaxPool feeding a concat sees the concat's new quantizer.
+    for node in reversed(graph.nodes):
+        if node.op not in _COMMUTING_OPS or node.attrs.get("T") != "float32":
+            continue
+        consumers = _consumers(graph, replaced, added)
+        quantizer = _quantizer_of(node, graph, consumers)
+        if quantizer is None:
+            continue
+        data_inputs = node.inputs[:-1] if node.op == "ConcatV2" else node.inputs[:1]
+        if any(graph.is_constant(r) for r in data_inputs):
+            continue
+        if node.op == "MaxPool":
+            source = _current(graph, replaced, added, data_inputs[0])
+            input_quantizer = _current(graph, replaced, added, source.inputs[0]) if source.op == "Dequantize" else None
+            if input_quantizer is not None and input_quantizer.op == "QuantizeV2":
+                if not _same_quantization(graph, input_quantizer, quantizer):
+                    pair = _pair(node.name, input_quantizer, f"{node.name}/output", graph)
+                    added += pair
+                    _redirect(consumers.get(node.name, []), node.name, pair[1].name, replaced)
+                continue
+        new_inputs = list(node.inputs)
+        for i, source in enumerate(data_inputs):
+            pair = _pair(source, quantizer, f"{node.name}/input_{i}", graph)
+            added += pair
+            new_inputs[i] = pair[1].name
+        replaced[node.name] = dataclasses.replace(node, inputs=new_inputs)
+        # Other readers of the FP32 output read the (lossless) dequantized int8 value instead,
+        # so the QuantizeV2 is the op's only consumer and oneDNN can fuse it.
+        others = [c for c in consumers.get(node.name, []) if c.name != quantizer.name]
+        if others:
+            dq = _pair(node.name, quantizer, f"{node.name}/requantized", graph)[1]
+            dq = dataclasses.replace(dq, inputs=[quantizer.name, f"{quantizer.name}:1", f"{quantizer.name}:2"])
+            added.append(dq)
+            _redirect(others, node.name, dq.name, replaced)
+    if not replaced:
+        return graph
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes + added])
+
+
+def _redirect(users: list[Node], old: str, new: str, replaced: dict[str, Node]) -> None:
+    """Each user reads `new` where it read `old` (on top of the rewrites already made)."""
+    for user in users:
+        current = replaced.get(user.name, user)
+        replaced[user.name] = dataclasses.replace(
+            current, inputs=[new if normalize(r) == old else r for r in current.inputs])
+
+
+def _same_quantization(graph: Graph, a: Node, b: Node) -> bool:
+    return (a.attrs.get("T") == b.attrs.get("T") and a.attrs.get("mode") == b.attrs.get("mode")
+            and all(graph.constant(x) is not None and np.array_equal(graph.constant(x), graph.constant(y))
+                    for x, y in zip(a.inputs[1:3], b.inputs[1:3])))
+
+
+def _current(graph: Graph, replaced: dict[str, Node], added: list[Node], reference: str) -> Node:
+    name = normalize(reference)
+    return replaced.get(name) or next((n for n in added if n.name == name), None) or graph.node(name)
+
+
+def _consumers(graph: Graph, replaced: dict[str, Node], added: list[Node]):
+    current = Graph([replaced.get(n.name, n) for n in graph.nodes + added], graph.inputs, graph.outputs)
+    return current.consumers()
+
+
+def split_shared_dequantize(graph: Graph) -> Graph:
+    """Give each consumer of a Dequantize its own copy (the same computation, repeated)."""
+    consumers = graph.consumers()
+    replaced: dict[str, Node] = {}
+    added: list[Node] = []
+    for node in graph.nodes:
+        users = consumers.get(node.name, [])
+        if node.op != "Dequantize" or len(users) < 2:
+            continue
+        for k, user in enumerate(users[1:], 1):
+            copy = dataclasses.replace(node, name=f"{node.name}/copy_{k}")
+            added.append(copy)
+            current = replaced.get(user.name, user)
+            inputs = list(current.inputs)
+            inputs[next(i for i, r in enumerate(inputs) if normalize(r) == node.name)] = copy.name
+            replaced[user.name] = dataclasses.replace(current, inputs=inputs)
+    if not added:
+        return graph
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)
+
+
+def global_mean_as_pooling(graph: Graph) -> Graph:
+    """Mean(x[N,H,W,C], axes=[1,2]) -> Reshape(AvgPool(x, window HxW), [-1, C]): the same numbers."""
+    replaced: dict[str, Node] = {}
+    added: list[Node] = []
+    for node in graph.nodes:
+        if node.op != "Mean" or node.attrs.get("keep_dims", False) or node.attrs.get("T") != "float32":
+            continue
+        axes = graph.constant(node.inputs[1])
+        shape = graph.tensor(node.inputs[0]).shape
+        if axes is None or shape is None or len(shape) != 4 or None in shape[1:]:
+            continue
+        if sorted(int(a) % 4 for a in np.atleast_1d(axes)) != [1, 2]:
+            continue
+        n, h, w, c = shape
+        pool = Node(f"{node.name}/global_pool", "AvgPool", [node.inputs[0]],
+                    {"T": DType("float32"), "ksize": [1, h, w, 1], "strides": [1, 1, 1, 1], "padding": "VALID",
+                     "data_format": "NHWC"}, [TensorInfo("float32", (n, 1, 1, c))])
+        target = Node(f"{node.name}/flat_shape", "Const", [], {"dtype": DType("int32"),
+                                                               "value": np.array([-1, c], np.int32)},
+                      [TensorInfo("int32", (2,))])
+        replaced[node.name] = Node(node.name, "Reshape", [pool.name, target.name],
+                                   {"T": DType("float32"), "Tshape": DType("int32")}, node.outputs)
+        added += [pool, target]
+    if not replaced:
+        return graph
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)
+
+
+def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
+    """Round to even codes the int8 weights that oneDNN's kernels without VNNI would sum in int16
+    pairs or halve (translate.NON_VNNI_WEIGHTS): 7-bit weights on the 8-bit grid of the same range.
+    Returns the new graph and the ops whose weights changed.
+
+    Without VNNI, oneDNN multiplies u8 data by s8 weights with vpmaddubsw, which adds two products
+    into a saturating int16: 255 * 127 * 2 = 64770 clips at 32767, silently. Even codes halve to at
+    most 63 (255 * 63 * 2 = 32130 fits), and where oneDNN halves the weights itself (s8 data) they
+    halve without rounding. The weights stay QuantizeV2 -> Dequantize with their ranges, so stock
+    TF runs exactly the values oneDNN sees: the oracle is still the graph itexlab runs. The cost is
+    one bit of weight precision (ONNX Runtime's reduce_range, NNCF's overflow_fix).
+    """
+    replaced: dict[str, Node] = {}
+    touched = []
+    for node in graph.nodes:
+        if non_vnni_weights(graph, node) is None:
+            continue
+        dequantize = graph.producer(node.inputs[1])
+        quantizer = graph.producer(dequantize.inputs[0]) if dequantize.op == "Dequantize" else None
+        if (quantizer is None or quantizer.op != "QuantizeV2" or quantizer.attrs.get("T") != "qint8"
+                or quantizer.attrs.get("mode") != "SCALED"):
+            continue
+        value, lo, hi = (graph.constant(r) for r in quantizer.inputs[:3])
+        if value is None or lo is None or hi is None:
+            continue
+        scales, zps = quant_params(quantizer, lo, hi)
+        step, _ = broadcast_params(quantizer, value, scales, zps)
+        even = 2 * np.clip(np.rint(value / (2 * step)), -63, 63) * step
+        weights = graph.producer(quantizer.inputs[0])
+        replaced[weights.name] = dataclasses.replace(weights, attrs={**weights.attrs,
+                                                                      "value": even.astype(value.dtype)})
+        touched.append(node.name)
+    if not replaced:
+        return graph, []
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes]), touched

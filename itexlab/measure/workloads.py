@@ -1,0 +1,136 @@
+"""Built-in models, buildable offline: an AlexNet-style CNN trained on the digits data, and
+Keras' Inception V3 (random weights by default, a local weights file or "imagenet" when online)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from . import datasets as data
+
+
+@dataclasses.dataclass
+class Workload:
+    """A model with what it takes to quantize, evaluate and benchmark it."""
+
+    name: str
+    model: object                          # a keras.Model
+    calibration: np.ndarray
+    evaluation: data.Split | None          # labelled data, when there is any
+    sample: np.ndarray                     # unlabelled inputs for agreement checks
+    batch_sizes: tuple[int, ...]           # batch 1 and a throughput batch
+
+
+def alexnet(input_shape=(32, 32, 1), classes: int = 10):
+    """AlexNet-style CNN as in INC's AlexNet/MNIST example, scaled to small images: five
+    convolutions with BatchNorm and ReLU, three max-pools, two hidden dense layers."""
+    import keras
+    from keras import layers
+
+    def conv(x, filters, kernel, strides=1):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        return layers.ReLU()(x)
+
+    inputs = keras.Input(input_shape, name="image")
+    x = conv(inputs, 48, 5)
+    x = layers.MaxPooling2D(2)(x)
+    x = conv(x, 96, 3)
+    x = layers.MaxPooling2D(2)(x)
+    x = conv(x, 128, 3)
+    x = conv(x, 128, 3)
+    x = conv(x, 96, 3)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(128, activation="relu")(x)
+    outputs = layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="alexnet")
+
+
+def train(model, train_split: data.Split, epochs: int = 12, seed: int = 0, verbose: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(train_split.x, train_split.y, batch_size=64, epochs=epochs, verbose=verbose)
+    # A few hundred steps leave BatchNorm's moving averages behind the weights: settle them.
+    reestimate_batch_norm(model, train_split.x[:512])
+    return model
+
+
+def inception_v3(weights: str | None = None, input_shape=(299, 299, 3), sample: np.ndarray | None = None,
+                 classes: int = 1000):
+    """Keras' Inception V3. `weights`: None (random), a local weights file, or "imagenet" (online
+    only). With random weights, BatchNorm statistics are re-estimated on `sample` (default:
+    synthetic images) so activations have realistic ranges for calibration."""
+    import keras
+
+    model = keras.applications.InceptionV3(weights=weights, input_shape=input_shape, classes=classes)
+    if weights is None:
+        reestimate_batch_norm(model, data.synthetic_images(8, input_shape[0]) if sample is None else sample)
+    return model
+
+
+def reestimate_batch_norm(model, batch: np.ndarray) -> None:
+    """Set every BatchNormalization's moving statistics to those of `batch`, in one forward pass:
+    with momentum 0, a training-mode pass stores exactly the batch statistics each layer sees."""
+    import keras
+
+    norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    saved = [l.momentum for l in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    try:
+        model(batch, training=True)
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+
+
+def alexnet_workload(epochs: int = 12, seed: int = 0) -> Workload:
+    train_split, test_split = data.digits()
+    model = train(alexnet(), train_split, epochs=epochs, seed=seed)
+    return Workload("alexnet", model, train_split.x[:200], test_split, test_split.x, (1, 64))
+
+
+def inception_v3_workload(weights: str | None = None, seed: int = 0, size: int = 299) -> Workload:
+    """Keras' Inception V3 at size x size (299, its ImageNet size, unless a test wants it smaller;
+    75 is the least it takes)."""
+    model = inception_v3(weights, (size, size, 3))
+    name = "inception_v3" if size == 299 else f"inception_v3_{size}"
+    return Workload(name, model, data.synthetic_images(20, size, seed=seed + 1), None,
+                    data.synthetic_images(32, size, seed=seed + 2), (1, 16))
+
+
+def inception_v3_digits_workload(epochs: int = 3, size: int = 80, train_limit: int | None = None,
+                                 seed: int = 0, full_size: int = 299) -> tuple[Workload, Workload]:
+    """Inception V3 really trained, briefly, on the digits at a small input size (the network is
+    fully convolutional up to global pooling), then the same weights at full_size x full_size.
+
+    Returns (small, full): `small` carries the test split for a meaningful accuracy comparison,
+    `full` the full-size model for speed (its sample is the test digits resized to full size).
+    """
+    train_split, test_split = data.digits(size=size)
+    if train_limit:
+        train_split = data.Split(train_split.x[:train_limit], train_split.y[:train_limit])
+    to_rgb = lambda x: np.repeat(x, 3, axis=-1) * 2 - 1  # noqa: E731  (Inception takes [-1, 1] RGB)
+    train_split, test_split = (data.Split(to_rgb(s.x), s.y) for s in (train_split, test_split))
+    small = inception_v3(None, (size, size, 3), sample=train_split.x[:64], classes=10)
+    train(small, train_split, epochs=epochs, seed=seed)
+    full = inception_v3(None, (full_size, full_size, 3), sample=data.resize(train_split.x[:8], full_size), classes=10)
+    full.set_weights(small.get_weights())
+    test_full = data.resize(test_split.x[:32], full_size)
+    return (Workload("inception_v3_digits", small, train_split.x[:40], test_split, test_split.x[:64], (1, 16)),
+            Workload(f"inception_v3_{full_size}", full, data.resize(train_split.x[:20], full_size), None, test_full,
+                     (1, 16)))
+
+
+BUILTIN: dict[str, Callable[[], Workload]] = {
+    "alexnet": alexnet_workload,
+    "inception_v3": inception_v3_workload,
+}

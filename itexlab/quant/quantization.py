@@ -1,0 +1,171 @@
+"""Quantize a model (a module named apart from its `quantize` function, which `itexlab.quantize` is):
+intake, FP32 preparation, calibration data checks, INC static quantization."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..config import QuantConfig
+from ..errors import CalibrationDataError, ModelError
+from ..frontend import tfgraph
+from ..ir.graph import QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, normalize, split_ref
+from . import inc
+from .prepare import prepare
+
+
+@dataclasses.dataclass
+class QuantizedModel:
+    """The FP32 graph as prepared for calibration and the INT8 graph(s) INC made from it."""
+
+    fp32: Graph
+    qdq: Graph                 # QuantizeV2 -> Dequantize around FP32 ops: what oneDNN Graph partitions
+    legacy: Graph | None       # INC's default fused quantized TF ops, when asked for
+    config: QuantConfig
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # time per stage
+
+
+def calibration_batches(data: Any, graph: Graph, count: int) -> list[np.ndarray]:
+    """Turn a numpy array (samples first), a tf.data.Dataset or an iterable of batches into at most
+    `count` validated batches of the model's input dtype. Raises CalibrationDataError naming the
+    problem in terms of what the caller gave (the whole array, not the batches split from it)."""
+    info = graph.tensor(graph.inputs[0])
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise CalibrationDataError(f"calibration data is a path ({data!r}); load the array first, e.g. np.load(path)")
+    if isinstance(data, np.ndarray):
+        if data.ndim == 0 or len(data) == 0:
+            raise CalibrationDataError("calibration data is empty")
+        _check_batch(data, info, "calibration data")
+        batches: Iterable[Any] = np.array_split(data, min(count, len(data)))
+    else:
+        try:
+            batches = iter(data)
+        except TypeError:
+            raise CalibrationDataError(
+                f"calibration data must be a numpy array, a tf.data.Dataset or an iterable of batches, "
+                f"not {type(data).__name__}") from None
+    result = []
+    for i, batch in enumerate(batches):
+        if len(result) == count:
+            break
+        if isinstance(batch, (tuple, list)) and len(batch) == 2 and not isinstance(batch[0], (int, float)):
+            batch = batch[0]  # (inputs, labels) pairs, as Keras and tf.data yield them
+        result.append(_check_batch(np.asarray(batch), info, f"calibration batch {i}"))
+    if not result:
+        raise CalibrationDataError("calibration data is empty")
+    _warn_if_degenerate(result)
+    return result
+
+
+def _check_batch(batch: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
+    expected, dtype = info.shape, np.dtype(QUANTIZED_DTYPES.get(info.dtype, info.dtype))
+    if dtype.kind == "f" and batch.dtype.kind != "f":
+        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes {dtype} input")
+    if dtype.kind != "f" and batch.dtype != dtype and not np.can_cast(batch.dtype, dtype, "safe"):
+        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes {dtype} input")
+    if expected is not None:
+        if batch.ndim != len(expected):
+            single = batch.ndim == len(expected) - 1 and all(w is None or g == w for g, w in zip(batch.shape, expected[1:]))
+            hint = " (samples first: one sample x is x[None])" if single else ""
+            raise CalibrationDataError(f"{where} has shape {batch.shape}; the model input is "
+                                       f"{_shape(expected)}{hint}")
+        for axis, (got, want) in enumerate(zip(batch.shape[1:], expected[1:]), 1):
+            if want is not None and got != want:
+                raise CalibrationDataError(f"{where} has shape {batch.shape}; the model input is "
+                                           f"{_shape(expected)} (axis {axis} differs)")
+    if batch.size == 0:
+        raise CalibrationDataError(f"{where} is empty (shape {batch.shape})")
+    if batch.dtype.kind == "f" and not np.isfinite(batch).all():
+        raise CalibrationDataError(f"{where} contains NaN or Inf")
+    return np.ascontiguousarray(batch, dtype=dtype)
+
+
+class CalibrationWarning(UserWarning):
+    """The calibration data looks unlike real inputs: the INT8 ranges calibrated on it will be too."""
+
+
+def _warn_if_degenerate(batches: list[np.ndarray]) -> None:
+    """Calibration on constant data (all zeros, 1e-30 everywhere) gives ranges of zero width: INT8
+    then differs from FP32 by half the output range on real inputs, without any error."""
+    lo = min(float(b.min()) for b in batches)
+    hi = max(float(b.max()) for b in batches)
+    if hi - lo <= 1e-6 * max(1.0, abs(lo), abs(hi)):
+        warnings.warn(f"every calibration value is {lo:.4g}: the INT8 ranges calibrated on it will not fit real inputs "
+                      "(calibrate on samples of the data the model will see)", CalibrationWarning, stacklevel=4)
+
+
+def _shape(shape: tuple) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def freeze_dynamic_ranges(graph: Graph, batches: list[np.ndarray]) -> Graph:
+    """Give every QuantizeV2 whose min/max INC left as run-time Min/Max ops constant ranges
+    measured on the calibration batches.
+
+    INC freezes ranges from TF Print output it scrapes off stderr; when a line is lost (another
+    thread's log message in the middle), the range stays dynamic, and such a quantizer cannot
+    become a static oneDNN Quantize. We finish the calibration INC meant to do.
+    """
+    dynamic = [r for n in graph.nodes if n.op == "QuantizeV2" for r in n.inputs[1:3] if not graph.is_constant(r)]
+    if not dynamic:
+        return graph
+    dynamic = list(dict.fromkeys(normalize(r) for r in dynamic))
+    measure = tfgraph.GraphFunction(graph, graph.inputs, dynamic)
+    values = [measure(batch) for batch in batches]
+    nodes = {}
+    for i, r in enumerate(dynamic):
+        observed = np.stack([np.asarray(v[i], np.float32) for v in values])
+        is_min = graph.node(r).op == "Min"
+        value = (observed.min(axis=0) if is_min else observed.max(axis=0)).astype(np.float32)
+        nodes[split_ref(r)[0]] = Node(split_ref(r)[0], "Const", [], {"dtype": DType("float32"), "value": value},
+                                      [TensorInfo("float32", tuple(value.shape))])
+    return graph.replace([nodes.get(n.name, n) for n in graph.nodes])
+
+
+def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = None, *,
+             legacy: bool = False, progress: bool = True) -> QuantizedModel:
+    """Freeze and prepare `model`, then let INC calibrate it into a QDQ graph (and, with
+    legacy=True, also INC's default fused-op INT8 graph for comparison)."""
+    config = config or QuantConfig()
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    graph = tfgraph.load(model)
+    quantized_ops = sorted({n.op for n in graph.nodes if n.op in ("QuantizeV2", "Dequantize") or n.op.startswith("Quantized")})
+    if quantized_ops:
+        raise ModelError(f"the model is already quantized (it has {', '.join(quantized_ops)} ops): partition it with "
+                         "make_plan (or `itexlab inspect`), or quantize its FP32 original")
+    fp32 = prepare(graph)
+    seconds["load_and_prepare"] = time.perf_counter() - start
+    if len(fp32.inputs) != 1:
+        raise ModelError(f"itexlab quantizes single-input models; this one has {len(fp32.inputs)}")
+    batches = calibration_batches(calibration_data, fp32, config.calibration_batches)
+    graph_def = tfgraph.graph_def_from_graph(fp32)
+
+    def run_inc(qdq: bool) -> Graph:
+        start = time.perf_counter()
+        result = inc.quantize(graph_def, config, batches, qdq=qdq, progress=progress)
+        seconds["inc_qdq" if qdq else "inc_legacy"] = time.perf_counter() - start
+        start = time.perf_counter()
+        graph = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs), batches)
+        seconds["import_qdq" if qdq else "import_legacy"] = time.perf_counter() - start
+        return graph
+
+    qdq = run_inc(qdq=True)
+    _warn_about_empty_ranges(qdq)
+    return QuantizedModel(fp32, qdq, run_inc(qdq=False) if legacy else None, config, seconds)
+
+
+def _warn_about_empty_ranges(qdq: Graph) -> None:
+    """Tensors that were all zero on the calibration data get a range of zero width: whatever they
+    hold on real inputs, INT8 cannot represent it."""
+    empty = [n.name for n in qdq.nodes if n.op == "QuantizeV2" and not qdq.is_constant(n.inputs[0])
+             and all(qdq.is_constant(r) and not np.any(qdq.constant(r)) for r in n.inputs[1:3])]
+    if empty:
+        warnings.warn(f"{len(empty)} quantized tensor(s) were zero on all calibration data ({', '.join(empty[:3])}"
+                      f"{', ...' if len(empty) > 3 else ''}): INT8 cannot represent what they hold on other inputs",
+                      CalibrationWarning, stacklevel=3)

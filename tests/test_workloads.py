@@ -1,0 +1,59 @@
+"""The built-in models end to end: these are the acceptance checks of the core pipeline."""
+
+import numpy as np
+import pytest
+from conftest import oracle_graph, run_tf
+
+from itexlab.config import QuantConfig
+from itexlab.frontend import tfgraph
+from itexlab.lower.partition import make_plan
+from itexlab.measure import workloads
+from itexlab.quant.quantization import quantize
+from itexlab.runtime.executor import CompiledModel
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    workload = workloads.alexnet_workload()
+    quantized = quantize(workload.model, workload.calibration, QuantConfig(calibration_batches=10), progress=False)
+    return workload, quantized, make_plan(quantized.qdq)
+
+
+def test_alexnet_int8_keeps_accuracy_and_matches_the_qdq_graph_on_tf(alexnet):
+    workload, quantized, plan = alexnet
+    x, y = workload.evaluation.x, workload.evaluation.y
+    fp32 = workload.model.predict(x, verbose=0)
+    int8 = CompiledModel(plan)(x)[0]
+    oracle = run_tf(oracle_graph(quantized.qdq, plan), x)[0]
+    fp32_accuracy, int8_accuracy = (fp32.argmax(1) == y).mean(), (int8.argmax(1) == y).mean()
+    assert fp32_accuracy > 0.9                                   # a real, trained model
+    assert int8_accuracy >= fp32_accuracy - 0.005                # within 0.5 points
+    assert (int8.argmax(1) == oracle.argmax(1)).mean() >= 0.99   # same decisions as TF on the QDQ graph
+    # Documented tolerance on the outputs (softmax probabilities, README "Numerics"): mean absolute
+    # difference under 0.005, none over 0.1. A step rounded the other way in one layer propagates
+    # through 8 quantized layers.
+    difference = np.abs(int8 - oracle)
+    assert difference.mean() < 0.005 and difference.max() < 0.1
+
+
+def test_alexnet_is_fully_partitioned(alexnet):
+    _, quantized, plan = alexnet
+    fused = {n.name for p in plan.partitions for n in p.nodes}
+    for op in ("Conv2D", "MatMul", "MaxPool"):
+        assert all(n.name in fused for n in plan.source.nodes if n.op == op), op
+    assert {f.op for f in plan.fallback} <= {"Identity"}
+
+
+def test_inception_v3_convs_and_concats_are_all_in_onednn_partitions():
+    workload = workloads.inception_v3_workload()
+    graph = tfgraph.load(workload.model)
+    quantized = quantize(graph, workload.calibration[:4], QuantConfig(calibration_batches=2), progress=False)
+    fp32_ops = {n.op for n in quantized.fp32.nodes}
+    assert not fp32_ops & {"Mul", "Sub", "Rsqrt", "FusedBatchNormV3"}   # BatchNorm folded away
+    plan = make_plan(quantized.qdq)
+    fused = [n.op for p in plan.partitions for n in p.nodes]
+    assert fused.count("Conv2D") == 94 and fused.count("ConcatV2") == 15
+    assert all(f.reason for f in plan.fallback)
+    x = workload.sample[:2]
+    got, expected = CompiledModel(plan)(x)[0], run_tf(oracle_graph(quantized.qdq, plan), x)[0]
+    assert np.abs(got - expected).max() < 0.02
