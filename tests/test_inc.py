@@ -31,3 +31,17 @@ def test_itex_mode_is_undone_after_the_call():
         assert tf_config.global_config["backend"] == "itex"
     assert tf_config.global_config["backend"] == "default"
     assert adaptor.__dict__["_check_itex"] is check
+
+
+def test_calibration_progress_counts_every_batch_inc_takes():
+    """INC asks for exactly calib_iteration batches and never for the next: the bar must still end full."""
+    import io
+    import itertools
+
+    import numpy as np
+
+    stream = io.StringIO()
+    loader = inc._CalibrationLoader([np.zeros((2, 3), np.float32)] * 4, stream)
+    taken = list(itertools.islice(iter(loader), 4))  # as INC does: take 4, then let go of the iterator
+    del taken
+    assert "4/4" in stream.getvalue()

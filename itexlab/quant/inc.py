@@ -110,8 +110,8 @@ class _CalibrationLoader:
                    disable=self.progress is None)
         try:
             for batch in self.batches:
+                bar.update()  # counted when handed out: INC stops asking after its last batch
                 yield batch, np.zeros(len(batch), np.int64)
-                bar.update()
         finally:  # INC may stop before exhausting us
             bar.close()
 
