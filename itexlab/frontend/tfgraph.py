@@ -21,15 +21,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2  # noqa: E402
 
 from ..errors import ModelError, first_line  # noqa: E402
-from ..ir.graph import (  # noqa: E402
-    DType,
-    Graph,
-    Node,
-    ShapeAttr,
-    TensorInfo,
-    prune_and_sort,
-    split_ref,
-)
+from ..ir.graph import DType, Graph, Node, ShapeAttr, TensorInfo, prune_and_sort, split_ref  # noqa: E402
 
 GraphDef = graph_pb2.GraphDef
 
@@ -95,9 +87,7 @@ def from_concrete_function(fn) -> Graph:
 
 
 def _freeze_concrete(fn) -> Graph:
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     frozen = convert_variables_to_constants_v2(fn)
     graph_def = frozen.graph.as_graph_def()

@@ -14,20 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..config import PartitionConfig
-from .graph import (
-    Graph,
-    Node,
-    TensorInfo,
-    graph_from_dict,
-    graph_to_dict,
-    macs,
-    normalize,
-    prune_and_sort,
-    ref,
-    tensor_from_dict,
-    tensor_to_dict,
-    total_macs,
-)
+from .graph import (CONSTANT_OPS, Graph, Node, TensorInfo, graph_from_dict, graph_to_dict, macs, normalize,
+                    prune_and_sort, ref, tensor_from_dict, tensor_to_dict, total_macs)
 
 # The plan's JSON layout; from_json refuses others.
 FORMAT_VERSION = 1
@@ -110,7 +98,8 @@ class Plan:
     isa: str = ""                 # the instruction set oneDNN ran its kernels for when planning
     weight_bits: int = 8          # 7: weights of `seven_bit_ops` narrowed (see lower.qdq.seven_bit_weights)
     seven_bit_ops: list[str] = dataclasses.field(default_factory=list)
-    constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)  # partitions' constant inputs
+    # values of the partitions' constant inputs (int8 weights, quantized once by lower.translate)
+    constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     layout_free: list[str] = dataclasses.field(default_factory=list)  # may stay in oneDNN's own layouts
 
     def fused_node_count(self) -> int:
@@ -147,9 +136,7 @@ class Plan:
 
     def _repr_html_(self) -> str:
         """The graph view as static HTML/SVG: shows in any notebook front end, survives nbconvert."""
-        from ..report.views import (
-            plan_html,  # a rendering of this data, loaded when a notebook asks
-        )
+        from ..report.views import plan_html  # a rendering of this data, loaded when a notebook asks
 
         return plan_html(self)
 
@@ -186,7 +173,8 @@ class Plan:
     def from_dict(cls, data: dict, arrays: dict[str, np.ndarray] | None = None) -> "Plan":
         """The inverse of to_dict. Without `arrays` the plan can be drawn and tabulated, not run."""
         if data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"plan format {data.get('format')!r} is not the format {FORMAT_VERSION} this itexlab reads")
+            raise ValueError(f"plan format {data.get('format')!r} is not the format {FORMAT_VERSION} "
+                             "this itexlab reads")
         constants = {name: arrays[f"constant:{name}"] for name in data["constants"]
                      if arrays is not None and f"constant:{name}" in arrays}
         return cls(graph_from_dict(data["source"], arrays),
@@ -203,7 +191,7 @@ class Plan:
         """Whether the plan holds its weights (a plan read from JSON alone does not)."""
         wanted = {t.name for p in self.partitions for t in p.inputs if t.constant}
         return wanted <= set(self.constants) and all("value" in n.attrs for n in self.source.nodes
-                                                     if n.op in ("Const", "HostConst"))
+                                                     if n.op in CONSTANT_OPS)
 
     # ------------------------------------------------------------------ the rewritten graph
 
@@ -251,7 +239,7 @@ def _partition_to_dict(p: Partition) -> dict:
     return {"id": p.id, "name": p.name, "quantized": p.quantized,
             "nodes": [dataclasses.asdict(n) for n in p.nodes],
             "ops": [{"id": op.id, "kind": op.kind, "node": op.node, "inputs": list(op.inputs),
-                     "outputs": list(op.outputs), "attrs": {k: plain(v) for k, v in op.attrs.items()}}
+                     "outputs": list(op.outputs), "attrs": dict(op.attrs)}
                     for op in p.ops],
             "inputs": [_tensor_to_dict(t) for t in p.inputs],
             "outputs": [_tensor_to_dict(t) for t in p.outputs],

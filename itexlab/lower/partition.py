@@ -48,14 +48,12 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     translation = translate(graph, seven_bit_weights=weight_bits == 7)
     partitioned = onednn.partition(translation.ops, translation.tensors, translation.constants)
     ops_by_id = {op.id: op for op in translation.ops}
-    op_node = {op.id: op.node for op in translation.ops}
-    op_kind = {op.id: op.kind for op in translation.ops}
     position = {n.name: i for i, n in enumerate(graph.nodes)}
 
     candidates, reasons = [], {}
     for part in partitioned.partitions:
-        kinds = [op_kind[i] for i in sorted(part.op_ids)]
-        names = [op_node[i] for i in sorted(part.op_ids)]
+        kinds = [ops_by_id[i].kind for i in sorted(part.op_ids)]
+        names = [ops_by_id[i].node for i in sorted(part.op_ids)]
         if "Wildcard" in kinds:
             continue
         if part.supported:

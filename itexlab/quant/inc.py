@@ -35,9 +35,7 @@ def _inc():
                               f"{neural_compressor.__version__}; the QDQ shim in itexlab/inc.py is "
                               "pinned to it")
     from neural_compressor.tensorflow import StaticQuantConfig, quantize_model
-    from neural_compressor.tensorflow.algorithms.static_quant.tensorflow import (
-        TensorFlowAdaptor,
-    )
+    from neural_compressor.tensorflow.algorithms.static_quant.tensorflow import TensorFlowAdaptor
     from neural_compressor.tensorflow.utils import TFConfig
 
     return StaticQuantConfig, quantize_model, TensorFlowAdaptor, TFConfig

@@ -44,7 +44,7 @@ def plan_widget(plan: Plan, latency: dict[str, float] | None = None):
         selected = {pick.value[1]} if pick.value and pick.value[0] == "partition" else set()
         key = True if expand.value else frozenset(selected)
         if key not in rendered:
-            rendered[key] = views.plan_html(plan, set(key) if key is not True else True, latency)
+            rendered[key] = views.plan_html(plan, key, latency)
         drawing.value = rendered[key].replace("<svg ", f'<svg style="zoom:{zoom.value}" ', 1)
 
     def show(_=None):

@@ -119,17 +119,16 @@ class CompiledModel:
             return
         self._tf = None
         partitioned, compiled = _onednn_graph(plan)
-        self.steps = schedule(plan, compiled)
+        alias = identity_aliases(plan)
+        self.steps = schedule(plan, compiled, alias)
         ids = dict(partitioned.tensor_ids)
         for step in self.steps:
             for r in step.inputs + step.outputs:
                 ids.setdefault(r, len(ids) + 1)
-        alias = identity_aliases(plan)
         outputs = [resolve(alias, r) for r in graph.outputs]
         for r in graph.inputs + outputs:
             ids.setdefault(r, len(ids) + 1)
-        tensors = {r: t for p in plan.partitions for r, t in p.tensors.items()}
-        dtypes = {ids[r]: NUMPY_DTYPES[(tensors.get(r) or graph.tensor(r)).dtype] for r in ids}
+        dtypes = {ids[r]: NUMPY_DTYPES[(partitioned.tensors.get(r) or graph.tensor(r)).dtype] for r in ids}
         used = {r for s in self.steps if s.kind != "callback" for r in s.inputs}
         constants = {ids[r]: v for r, v in plan.constants.items() if r in used}
         opaque = [ids[r] for r in plan.layout_free if r in ids] if keep_onednn_layouts else []

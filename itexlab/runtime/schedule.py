@@ -33,7 +33,6 @@ class Step:
     concat_axis: int = -1               # for concat steps: partitions that only move bytes (lower.layouts)
 
 
-
 def identity_aliases(plan: Plan) -> dict[str, str]:
     """Identity nodes left to TF are aliases: no kernel needs to run for them."""
     fallback = {f.name for f in plan.fallback}
@@ -47,11 +46,11 @@ def resolve(alias: dict[str, str], reference: str) -> str:
     return reference
 
 
-def schedule(plan: Plan, compiled: dict[int, OneDnnPartition]) -> list[Step]:
+def schedule(plan: Plan, compiled: dict[int, OneDnnPartition], alias: dict[str, str]) -> list[Step]:
     """Order partitions and fallback nodes; consecutive fallback nodes become one TF subgraph.
-    `compiled`: the oneDNN partition each plan partition runs as (by plan partition id)."""
+    `compiled`: the oneDNN partition each plan partition runs as (by plan partition id); `alias`:
+    identity_aliases(plan)."""
     graph = plan.source
-    alias = identity_aliases(plan)
     fallback_nodes = [graph.node(f.name) for f in plan.fallback if f.name not in alias]
     units: list[tuple[str, object]] = [("partition", p) for p in plan.partitions]
     units += [("view", graph.node(v.name)) for v in plan.views]
@@ -77,8 +76,9 @@ def schedule(plan: Plan, compiled: dict[int, OneDnnPartition]) -> list[Step]:
             shape = [int(d) for d in graph.constant(item.inputs[1])]
             return Step("view", 0, None, unit_inputs(u), [item.name], item.name, shape)
         if item.byte_concat is not None:
-            return Step("concat", 0, None, [resolve(alias, r) for r in item.byte_concat.sources], [t.name for t in item.outputs],
-                        item.name, concat_axis=item.byte_concat.axis)
+            sources = [resolve(alias, r) for r in item.byte_concat.sources]
+            return Step("concat", 0, None, sources, [t.name for t in item.outputs], item.name,
+                        concat_axis=item.byte_concat.axis)
         part = compiled[item.id]  # inputs and outputs in the compiled partition's port order
         return Step("partition", part.index, None, [resolve(alias, r) for r in part.inputs], list(part.outputs),
                     item.name)
