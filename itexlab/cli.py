@@ -9,6 +9,9 @@ import pathlib
 import sys
 
 
+MODEL_HELP = "built-in name (alexnet, inception_v3, resnet50, mobilenet_v2) or a .keras/.pb/SavedModel path"
+
+
 def _fail(message: str):
     sys.exit(f"itexlab: {message}")
 
@@ -59,9 +62,9 @@ def _load_model(name_or_path: str, weights: str | None):
     """A built-in workload by name, or a user's model file with no data attached."""
     from .measure import workloads as models
 
+    if name_or_path in models.APPLICATIONS:
+        return models.application_workload(name_or_path, weights)
     if name_or_path in models.BUILTIN:
-        if name_or_path == "inception_v3":
-            return models.inception_v3_workload(weights)
         return models.BUILTIN[name_or_path]()
     return None
 
@@ -190,13 +193,13 @@ def cmd_bench(args) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="built-in name (alexnet, inception_v3) or a .keras/.pb/SavedModel path")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--calibration", help="calibration inputs as a .npy file, samples first")
     p.add_argument("--calibration-batches", type=int, default=10)
     p.add_argument("--algorithm", choices=["minmax", "kl"], default="minmax")
     p.add_argument("--granularity", choices=["per_channel", "per_tensor"], default="per_channel")
     p.add_argument("--keep-fp32", action="append", default=[], metavar="NODE_REGEX")
-    p.add_argument("--weights", help="Inception V3 weights: a local file, or 'imagenet' when online")
+    p.add_argument("--weights", help="weights of a built-in Keras application: a local file, or 'imagenet' when online")
     p.add_argument("--no-onednn-graph", action="store_true", help="same as ITEX_ONEDNN_GRAPH=0")
     p.add_argument("--constant-folding", action="store_true", help="same as ITEX_TF_CONSTANT_FOLDING=1")
     p.add_argument("--offload-fp32", action="store_true", help="offload FP32-only partitions too")
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     from .measure.systems import SYSTEMS
 
     benchmark = sub.add_parser("bench", help="benchmark FP32 and every INT8 path side by side")
-    benchmark.add_argument("model", help="built-in name (alexnet, inception_v3) or a .keras/.pb/SavedModel path")
+    benchmark.add_argument("model", help=MODEL_HELP)
     benchmark.add_argument("--calibration", help="calibration inputs as a .npy file, samples first (for a model path;"
                                                  " its first 32 samples are also the inputs timed)")
     benchmark.add_argument("--calibration-batches", type=int, default=10)
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark.add_argument("--repeats", type=int, default=40,
                            help="round-robin turns (default 40: a median of 20 moved by ~3%% on this shared machine)")
     benchmark.add_argument("--threads", type=int, help="threads for TF and oneDNN (default: all cores)")
-    benchmark.add_argument("--weights", help="Inception V3 weights file")
+    benchmark.add_argument("--weights", help="weights of a built-in Keras application: a local file")
     benchmark.add_argument("--breakdown", action="store_true", help="also time every executor step")
     benchmark.add_argument("--no-tflite", action="store_true", help="skip TFLite INT8 even when installed")
     benchmark.add_argument("--no-memory", action="store_true",

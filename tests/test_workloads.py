@@ -57,3 +57,18 @@ def test_inception_v3_convs_and_concats_are_all_in_onednn_partitions():
     x = workload.sample[:2]
     got, expected = CompiledModel(plan)(x)[0], run_tf(oracle_graph(quantized.qdq, plan), x)[0]
     assert np.abs(got - expected).max() < 0.02
+
+
+@pytest.mark.parametrize("name, convolutions", [("resnet50", {"Conv2D": 53}),
+                                                ("mobilenet_v2", {"Conv2D": 35, "DepthwiseConv2dNative": 17})])
+def test_resnet50_and_mobilenet_v2_run_every_convolution_in_int8(name, convolutions):
+    """The benchmark's other model families, at 64x64 here (the same layers as at 224)."""
+    workload = workloads.application_workload(name, size=64)
+    quantized = quantize(tfgraph.load(workload.model), workload.calibration[:4], QuantConfig(calibration_batches=2),
+                         progress=False)
+    plan = make_plan(quantized.qdq)
+    fused = [n.op for p in plan.partitions if p.quantized for n in p.nodes]
+    assert {op: fused.count(op) for op in convolutions} == convolutions
+    x = workload.sample[:2]
+    got, expected = CompiledModel(plan)(x)[0], run_tf(oracle_graph(quantized.qdq, plan), x)[0]
+    assert np.abs(got - expected).max() < 0.02

@@ -1,9 +1,11 @@
-"""Built-in models, buildable offline: an AlexNet-style CNN trained on the digits data, and
-Keras' Inception V3 (random weights by default, a local weights file or "imagenet" when online)."""
+"""Built-in models, buildable offline: an AlexNet-style CNN trained on the digits data, and Keras'
+Inception V3, ResNet50 and MobileNetV2 (random weights by default, a local weights file or
+"imagenet" when online)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
@@ -63,17 +65,30 @@ def train(model, train_split: data.Split, epochs: int = 12, seed: int = 0, verbo
     return model
 
 
-def inception_v3(weights: str | None = None, input_shape=(299, 299, 3), sample: np.ndarray | None = None,
-                 classes: int = 1000):
-    """Keras' Inception V3. `weights`: None (random), a local weights file, or "imagenet" (online
-    only). With random weights, BatchNorm statistics are re-estimated on `sample` (default:
-    synthetic images) so activations have realistic ranges for calibration."""
+# Keras applications built in: their class and ImageNet input size.
+APPLICATIONS = {"inception_v3": ("InceptionV3", 299), "resnet50": ("ResNet50", 224),
+                "mobilenet_v2": ("MobileNetV2", 224)}
+
+
+def keras_application(name: str, weights: str | None = None, input_shape=None, sample: np.ndarray | None = None,
+                      classes: int = 1000):
+    """A Keras application of APPLICATIONS. `weights`: None (random), a local weights file, or
+    "imagenet" (online only). With random weights, BatchNorm statistics are re-estimated on `sample`
+    (default: synthetic images) so activations have realistic ranges for calibration."""
     import keras
 
-    model = keras.applications.InceptionV3(weights=weights, input_shape=input_shape, classes=classes)
+    class_name, size = APPLICATIONS[name]
+    input_shape = input_shape or (size, size, 3)
+    model = getattr(keras.applications, class_name)(weights=weights, input_shape=input_shape, classes=classes)
     if weights is None:
         reestimate_batch_norm(model, data.synthetic_images(8, input_shape[0]) if sample is None else sample)
     return model
+
+
+def inception_v3(weights: str | None = None, input_shape=(299, 299, 3), sample: np.ndarray | None = None,
+                 classes: int = 1000):
+    """Keras' Inception V3 (see keras_application)."""
+    return keras_application("inception_v3", weights, input_shape, sample, classes)
 
 
 def reestimate_batch_norm(model, batch: np.ndarray) -> None:
@@ -98,13 +113,19 @@ def alexnet_workload(epochs: int = 12, seed: int = 0) -> Workload:
     return Workload("alexnet", model, train_split.x[:200], test_split, test_split.x, (1, 64))
 
 
+def application_workload(name: str, weights: str | None = None, seed: int = 0, size: int | None = None) -> Workload:
+    """A Keras application at size x size (its ImageNet size unless a test wants it smaller: 75 is the
+    least Inception V3 takes, 32 the least ResNet50 and MobileNetV2 take), calibrated and timed on
+    synthetic images."""
+    full = APPLICATIONS[name][1]
+    size = size or full
+    model = keras_application(name, weights, (size, size, 3))
+    return Workload(name if size == full else f"{name}_{size}", model, data.synthetic_images(20, size, seed=seed + 1),
+                    None, data.synthetic_images(32, size, seed=seed + 2), (1, 16))
+
+
 def inception_v3_workload(weights: str | None = None, seed: int = 0, size: int = 299) -> Workload:
-    """Keras' Inception V3 at size x size (299, its ImageNet size, unless a test wants it smaller;
-    75 is the least it takes)."""
-    model = inception_v3(weights, (size, size, 3))
-    name = "inception_v3" if size == 299 else f"inception_v3_{size}"
-    return Workload(name, model, data.synthetic_images(20, size, seed=seed + 1), None,
-                    data.synthetic_images(32, size, seed=seed + 2), (1, 16))
+    return application_workload("inception_v3", weights, seed, size)
 
 
 def inception_v3_digits_workload(epochs: int = 3, size: int = 80, train_limit: int | None = None,
@@ -132,5 +153,5 @@ def inception_v3_digits_workload(epochs: int = 3, size: int = 80, train_limit: i
 
 BUILTIN: dict[str, Callable[[], Workload]] = {
     "alexnet": alexnet_workload,
-    "inception_v3": inception_v3_workload,
+    **{name: functools.partial(application_workload, name) for name in APPLICATIONS},
 }
