@@ -115,6 +115,25 @@ def test_maxpool_keeps_its_input_scale_and_requantizes_behind():
     assert not [p for p in same_scale.partitions if "Reorder" in p.onednn_ops]
 
 
+@pytest.mark.parametrize("pads, runs_on_tf", [([[0, 0], [1, 1], [1, 1], [0, 0]], False),   # ResNet's stem
+                                              ([[0, 0], [0, 2], [1, 0], [0, 0]], False),
+                                              ([[0, 0], [2, 2], [1, 1], [0, 0]], True),    # a window of pads only
+                                              ([[1, 0], [1, 1], [1, 1], [0, 0]], True)])   # pads the batch
+def test_a_zero_pad_before_an_unsigned_max_pool_becomes_its_padding(pads, runs_on_tf):
+    """Relu -> Pad -> QuantizeV2(quint8) -> Dequantize -> MaxPool: oneDNN has no Pad; the pool pads
+    itself where that is the same (values >= 0, no window of padding only), else TF pads."""
+    def fn(x):
+        y = tf.nn.relu(tf.nn.conv2d(quantized_input(x), qdq_weights(W1), 1, "SAME"))
+        pooled = tf.nn.max_pool2d(qdq(tf.pad(y, pads), 0.0, 4.0), 2 if runs_on_tf else 3, 2, "VALID")
+        return conv_block(qdq(pooled, 0.0, 4.0), w=W2)
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, _ = assert_matches_tf(graph, X)
+    assert ("Pad" in [f.op for f in plan.fallback]) == runs_on_tf
+    if not runs_on_tf:
+        assert all(p.quantized for p in plan.partitions)
+
+
 def test_requantization_is_one_int8_reorder():
     graph = graph_of(lambda x: conv_block(qdq(conv_block(quantized_input(x), out_max=4.0), 0.0, 2.5), w=W2),
                      (None, 10, 10, 4))

@@ -1,13 +1,17 @@
 """The built-in models end to end: these are the acceptance checks of the core pipeline."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import oracle_graph, run_tf
 
 from itexlab.config import QuantConfig
 from itexlab.frontend import tfgraph
+from itexlab.ir.graph import split_ref
 from itexlab.lower.partition import make_plan
-from itexlab.measure import workloads
+from itexlab.measure import timing, workloads
+from itexlab.measure.systems import ITEXLAB_INT8, TF_QDQ, Subject
 from itexlab.quant.quantization import quantize
 from itexlab.runtime.executor import CompiledModel
 
@@ -61,14 +65,43 @@ def test_inception_v3_convs_and_concats_are_all_in_onednn_partitions():
 
 @pytest.mark.parametrize("name, convolutions", [("resnet50", {"Conv2D": 53}),
                                                 ("mobilenet_v2", {"Conv2D": 35, "DepthwiseConv2dNative": 17})])
-def test_resnet50_and_mobilenet_v2_run_every_convolution_in_int8(name, convolutions):
-    """The benchmark's other model families, at 64x64 here (the same layers as at 224)."""
+def test_resnet50_and_mobilenet_v2_run_every_convolution_in_int8_and_match_tf(name, convolutions):
+    """The benchmark's other model families, at 64x64 here (the same layers as at 224).
+
+    Random-weight ResNet50 is chaotic: stock TF's own answer moves by several quantization steps
+    deep in the network when a hundredth of a step of noise is added to the input. So every
+    partition output is compared with the oracle, and must be no further from it than that nudged
+    oracle is: the early layers, where the nudge barely shows, are held to (nearly) exact agreement.
+    The oracle runs TF's reference kernels in a child process: TF 2.21's oneDNN kernels end the
+    process on MobileNetV2's QDQ graph (also checked here, as the benchmark must survive it)."""
     workload = workloads.application_workload(name, size=64)
     quantized = quantize(tfgraph.load(workload.model), workload.calibration[:4], QuantConfig(calibration_batches=2),
                          progress=False)
     plan = make_plan(quantized.qdq)
     fused = [n.op for p in plan.partitions if p.quantized for n in p.nodes]
     assert {op: fused.count(op) for op in convolutions} == convolutions
+
+    # partition outputs that are tensors of INC's graph (not of make_plan's rewrites), as outputs too
+    boundaries = list(dict.fromkeys(t.name for p in plan.partitions for t in p.outputs if split_ref(t.name)[0] in quantized.qdq))
+    watched = dataclasses.replace(quantized.qdq, outputs=quantized.qdq.outputs + boundaries)
+    watched_plan = make_plan(watched)
     x = workload.sample[:2]
-    got, expected = CompiledModel(plan)(x)[0], run_tf(oracle_graph(quantized.qdq, plan), x)[0]
-    assert np.abs(got - expected).max() < 0.02
+    nudged = x + np.float32(1e-4) * np.random.default_rng(0).standard_normal(x.shape, np.float32)
+    oracle = tfgraph.run_isolated(oracle_graph(watched, watched_plan), [np.concatenate([x, nudged])],
+                                  env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    got = CompiledModel(watched_plan)(x)
+    assert len(got) > 10
+    for reference, ours, theirs in zip(watched.outputs, got, oracle):
+        expected, moved = (a.astype(np.float64) for a in np.split(theirs, 2))
+        error, spread = np.abs(ours - expected), np.abs(moved - expected)
+        assert error.mean() <= spread.mean() + 1e-3 and error.max() <= max(spread.max(), 1), \
+            (reference, error.mean(), spread.mean(), error.max(), spread.max())
+    expected, moved = np.split(oracle[0], 2)
+    assert np.abs(CompiledModel(plan)(x)[0] - expected).max() <= np.abs(moved - expected).max()
+
+    if name == "mobilenet_v2":  # the benchmark reports TF's abort and goes on
+        subject = Subject(workload.model, workload.calibration, tfgraph.load(workload.model), quantized,
+                          CompiledModel(plan))
+        runners, unavailable = timing.usable_systems([TF_QDQ, ITEXLAB_INT8], subject, name, x[:1])
+        assert list(runners) == [ITEXLAB_INT8.name]
+        assert "TensorFlowAborted" in unavailable[0].reason and "Check failed" in unavailable[0].reason

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
+import sys
+import tempfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -314,6 +317,42 @@ class GraphFunction:
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         results = self._fn(*[tf.constant(a) for a in arrays])
         return [r.numpy() for r in results]
+
+
+class TensorFlowAborted(RuntimeError):
+    """TensorFlow ended the process running a graph (a failed internal check): no Python exception
+    can catch that, so such graphs are tried in a child process first."""
+
+
+def run_isolated(graph: Graph, arrays: Sequence[np.ndarray], env: dict[str, str] | None = None,
+                 timeout: float = 600) -> list[np.ndarray]:
+    """Run a graph on TF in a child process (this environment, updated with `env`) and return its
+    outputs. TF 2.21's oneDNN kernels abort on some QDQ graphs (MobileNetV2's); here that becomes
+    TensorFlowAborted with TF's own fatal line, and this process lives on."""
+    with tempfile.TemporaryDirectory(prefix="itexlab-tf-") as folder:
+        folder = pathlib.Path(folder)
+        (folder / "graph.pb").write_bytes(graph_def_from_graph(graph).SerializeToString())
+        np.savez(folder / "inputs.npz", *arrays)
+        code = "import sys; from itexlab.frontend.tfgraph import _run_saved; _run_saved(sys.argv[1], sys.argv[2:])"
+        done = subprocess.run([sys.executable, "-c", code, str(folder), *graph.inputs, "--", *graph.outputs],
+                              env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            lines = [l for l in done.stderr.splitlines() if l.strip() and not l.lstrip().startswith("@")]
+            fatal = [l for l in lines if "Check failed" in l or l.startswith(("F0000", "Traceback"))]
+            raise TensorFlowAborted(f"TensorFlow {tf.__version__} ended the process running this graph (exit "
+                                    f"{done.returncode}): {(fatal or lines or ['no message'])[0].strip()[:300]}")
+        with np.load(folder / "outputs.npz") as saved:
+            return [saved[f"arr_{i}"] for i in range(len(graph.outputs))]
+
+
+def _run_saved(folder: str, references: list[str]) -> None:
+    """The child side of run_isolated."""
+    split = references.index("--")
+    graph_def = GraphDef.FromString((pathlib.Path(folder) / "graph.pb").read_bytes())
+    with np.load(pathlib.Path(folder) / "inputs.npz") as saved:
+        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    outputs = GraphFunction(graph_def, references[:split], references[split + 1:])(*arrays)
+    np.savez(pathlib.Path(folder) / "outputs.npz", *outputs)
 
 
 def _tf_name(reference: str) -> str:

@@ -15,7 +15,7 @@ from ..ir.graph import CONSTANT_OPS, Graph, Node, split_ref
 from ..ir.plan import Fallback, Partition, Plan, PlanNode, PlanTensor, plain
 from ..quant.prepare import drop_identities
 from .layouts import byte_concat, layout_free_tensors
-from .qdq import global_mean_as_pooling, quantize_commuting_ops, seven_bit_weights, split_shared_dequantize
+from .qdq import global_mean_as_pooling, pad_into_max_pool, quantize_commuting_ops, seven_bit_weights, split_shared_dequantize
 from .translate import Translation, translate
 
 QUANTIZED_KINDS = {"Quantize", "Dequantize"}
@@ -44,7 +44,7 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     seven_bit_ops: list[str] = []
     if weight_bits == 7:
         graph, seven_bit_ops = seven_bit_weights(graph)
-    graph = split_shared_dequantize(quantize_commuting_ops(global_mean_as_pooling(graph)))
+    graph = split_shared_dequantize(quantize_commuting_ops(pad_into_max_pool(global_mean_as_pooling(graph))))
     translation = translate(graph, seven_bit_weights=weight_bits == 7)
     partitioned = onednn.partition(translation.ops, translation.tensors, translation.constants)
     ops_by_id = {op.id: op for op in translation.ops}

@@ -117,8 +117,11 @@ def application_workload(name: str, weights: str | None = None, seed: int = 0, s
     """A Keras application at size x size (its ImageNet size unless a test wants it smaller: 75 is the
     least Inception V3 takes, 32 the least ResNet50 and MobileNetV2 take), calibrated and timed on
     synthetic images."""
+    import keras
+
     full = APPLICATIONS[name][1]
     size = size or full
+    keras.utils.set_random_seed(seed)  # the same random weights on every run
     model = keras_application(name, weights, (size, size, 3))
     return Workload(name if size == full else f"{name}_{size}", model, data.synthetic_images(20, size, seed=seed + 1),
                     None, data.synthetic_images(32, size, seed=seed + 2), (1, 16))
