@@ -12,6 +12,7 @@ import importlib
 _PUBLIC = {
     "CompiledModel": "runtime.executor", "PartitionConfig": "config", "Plan": "ir.plan", "QuantConfig": "config",
     "QuantizedModel": "quant.quantization", "make_plan": "lower.partition", "quantize": "quant.quantization",
+    "save": "runtime.saving", "load": "runtime.saving",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -10,6 +10,30 @@ import sys
 
 
 MODEL_HELP = "built-in name (alexnet, inception_v3, resnet50, mobilenet_v2) or a .keras/.pb/SavedModel path"
+SAVED_HELP = ", or a folder `itexlab quantize --out` wrote"
+
+
+def _saved(path: str) -> bool:
+    """Whether a path names a saved itexlab model (a folder with its manifest)."""
+    from .ir import store
+
+    return (pathlib.Path(path) / store.MANIFEST).is_file()
+
+
+def _load_array(path: str, what: str):
+    """One numeric .npy array, refused clearly when unusable."""
+    import numpy as np
+
+    file = pathlib.Path(path)
+    if not file.is_file():
+        _fail(f"{what} file '{file}' does not exist")
+    try:
+        data = np.load(file, allow_pickle=False)
+    except ValueError as e:  # pickled object arrays, or not a .npy file at all
+        _fail(f"'{file}' is not a numeric .npy array ({e})")
+    if not isinstance(data, np.ndarray):
+        _fail(f"'{file}' holds several arrays (.npz); give one .npy array of {what} inputs")
+    return data
 
 
 def _fail(message: str):
@@ -42,22 +66,6 @@ def _write(path: pathlib.Path | None, text: str, what: str) -> None:
         print(f"{what} written to {path}")
 
 
-def _load_calibration(path: str):
-    """Calibration inputs from a .npy file (samples first), refused clearly when unusable."""
-    import numpy as np
-
-    file = pathlib.Path(path)
-    if not file.is_file():
-        _fail(f"calibration file '{file}' does not exist")
-    try:
-        data = np.load(file, allow_pickle=False)
-    except ValueError as e:  # pickled object arrays, or not a .npy file at all
-        _fail(f"'{file}' is not a numeric .npy array ({e})")
-    if not isinstance(data, np.ndarray):
-        _fail(f"'{file}' holds several arrays (.npz); give one .npy array of calibration inputs")
-    return data
-
-
 def _load_model(name_or_path: str, weights: str | None):
     """A built-in workload by name, or a user's model file with no data attached."""
     from .measure import workloads as models
@@ -81,7 +89,7 @@ def _workload(args):
         _fail(f"'{args.model}' is neither a built-in model ({', '.join(models.BUILTIN)}) nor a model path")
     if not args.calibration:
         _fail("give calibration data with --calibration FILE.npy (samples first)")
-    data = _load_calibration(args.calibration)
+    data = _load_array(args.calibration, "calibration")
     return models.Workload(pathlib.Path(args.model).stem, args.model, data, None, data[:32], (1, 16))
 
 
@@ -100,7 +108,7 @@ def _quantized_for(args):
             return model  # already quantized: partition it as it is
         if not args.calibration:
             _fail("give calibration data with --calibration FILE.npy (samples first)")
-        data = _load_calibration(args.calibration)
+        data = _load_array(args.calibration, "calibration")
     config = QuantConfig(calibration_batches=args.calibration_batches, algorithm=args.algorithm,
                          weight_granularity=args.granularity, keep_fp32=tuple(args.keep_fp32))
     return quantize(model, data, config).qdq
@@ -128,10 +136,15 @@ def cmd_demo(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from .lower.partition import make_plan
-
     json_out, svg_out, html_out = _output_path(args.json), _output_path(args.svg), _output_path(args.html)
-    plan = make_plan(_quantized_for(args), _partition_config(args))
+    if _saved(args.model):  # read as plain data: neither TensorFlow nor oneDNN is loaded
+        from .ir import store
+
+        plan = store.read_plan(args.model, with_arrays=False)
+    else:
+        from .lower.partition import make_plan
+
+        plan = make_plan(_quantized_for(args), _partition_config(args))
     print(plan.summary())
     if args.verbose:
         for p in plan.partitions:
@@ -153,20 +166,37 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_quantize(args) -> None:
-    from .frontend import tfgraph
     from .lower.partition import make_plan
+    from .runtime import saving
 
     out = _output_path(args.out, directory=True)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        _fail(f"{out} exists and is not empty (use --force to write into it)")
+    if out.exists() and any(out.iterdir()) and not (args.force and _saved(str(out))):
+        _fail(f"{out} exists and is not empty" + (" (--force replaces an itexlab model, nothing else)"
+                                                   if not args.force else " and holds no itexlab model: not replacing it"))
     qdq = _quantized_for(args)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "qdq.pb").write_bytes(tfgraph.graph_def_from_graph(qdq).SerializeToString())
     plan = make_plan(qdq, _partition_config(args))
-    (out / "partitioned.pb").write_bytes(tfgraph.graph_def_from_graph(plan.rewritten()).SerializeToString())
-    (out / "plan.json").write_text(plan.to_json())
+    saving.save(plan, out, qdq=qdq, force=args.force)
     print(plan.summary())
-    print(f"wrote {out}/qdq.pb, {out}/partitioned.pb and {out}/plan.json")
+    print(f"saved to {out}: run it with `itexlab run {out} --input x.npy --output y.npy`")
+
+
+def cmd_run(args) -> None:
+    import numpy as np
+
+    from .runtime import saving
+
+    output = _output_path(args.output)
+    if output.exists() and not args.force:
+        _fail(f"{output} exists (--force overwrites it)")
+    model = saving.load(args.model)
+    x = _load_array(args.input, "input")
+    outputs = model(x)
+    if len(outputs) == 1:
+        np.save(output, outputs[0])
+    else:
+        with open(output, "wb") as f:
+            np.savez(f, *outputs)
+    print(f"{len(outputs)} output(s) of shape {', '.join(str(o.shape) for o in outputs)} written to {output}")
 
 
 def cmd_bench(args) -> None:
@@ -178,6 +208,13 @@ def cmd_bench(args) -> None:
     from .measure import benchmark
     from .measure.systems import SYSTEMS, TFLITE_INT8
 
+    if _saved(args.model):
+        inputs = _load_array(args.input, "input") if args.input else None
+        report = benchmark.run_saved(args.model, inputs, tuple(args.batch or (1, 16)), args.repeats)
+        print(report.table(report.results[0].model))
+        _write(json_out, json.dumps(report.to_dict(), indent=1), "results")
+        _write(markdown_out, report.table(report.results[0].model) + "\n", "tables")
+        return
     systems = [s for s in (args.systems or SYSTEMS) if not (args.no_tflite and s == TFLITE_INT8.name)]
     workload = _workload(args)
     result = benchmark.run(workload, tuple(args.batch or workload.batch_sizes), args.repeats,
@@ -192,8 +229,8 @@ def cmd_bench(args) -> None:
     _write(markdown_out, result.markdown() + "\n", "tables")
 
 
-def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help=MODEL_HELP)
+def _add_model_arguments(p: argparse.ArgumentParser, saved: bool = False) -> None:
+    p.add_argument("model", help=MODEL_HELP + (SAVED_HELP if saved else ""))
     p.add_argument("--calibration", help="calibration inputs as a .npy file, samples first")
     p.add_argument("--calibration-batches", type=int, default=10)
     p.add_argument("--algorithm", choices=["minmax", "kl"], default="minmax")
@@ -220,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     from .measure.systems import SYSTEMS
 
     benchmark = sub.add_parser("bench", help="benchmark FP32 and every INT8 path side by side")
-    benchmark.add_argument("model", help=MODEL_HELP)
+    benchmark.add_argument("model", help=MODEL_HELP + SAVED_HELP)
+    benchmark.add_argument("--input", help="for a saved model: inputs to time, a .npy file, samples first "
+                                           "(default: random values in the calibrated range)")
     benchmark.add_argument("--calibration", help="calibration inputs as a .npy file, samples first (for a model path;"
                                                  " its first 32 samples are also the inputs timed)")
     benchmark.add_argument("--calibration-batches", type=int, default=10)
@@ -240,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark.set_defaults(func=cmd_bench)
 
     inspect = sub.add_parser("inspect", help="print a model's partition plan")
-    _add_model_arguments(inspect)
+    _add_model_arguments(inspect, saved=True)
     inspect.add_argument("--json", help="write the plan as JSON")
     inspect.add_argument("-v", "--verbose", action="store_true", help="list every partition and TF op")
     inspect.add_argument("--svg", help="write the partition graph view as SVG")
@@ -248,11 +287,18 @@ def main(argv: list[str] | None = None) -> None:
     inspect.add_argument("--expand", action="store_true", help="draw every partition's ops, not one box")
     inspect.set_defaults(func=cmd_inspect)
 
-    quant = sub.add_parser("quantize", help="quantize a model and write its QDQ graph and plan")
+    quant = sub.add_parser("quantize", help="quantize a model and save it, ready to run (see README: saved models)")
     _add_model_arguments(quant)
-    quant.add_argument("--out", required=True, help="output directory")
-    quant.add_argument("--force", action="store_true")
+    quant.add_argument("--out", required=True, help="output folder, new or empty")
+    quant.add_argument("--force", action="store_true", help="replace an itexlab model saved in --out before")
     quant.set_defaults(func=cmd_quantize)
+
+    run = sub.add_parser("run", help="run a saved model on inputs from a .npy file")
+    run.add_argument("model", help="a folder `itexlab quantize --out` wrote")
+    run.add_argument("--input", required=True, help="inputs as a .npy file, samples first")
+    run.add_argument("--output", required=True, help=".npy file for the output (.npz holding each, for several)")
+    run.add_argument("--force", action="store_true", help="overwrite --output")
+    run.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)
     from .errors import ItexlabError

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+import itexlab
 from itexlab.cli import main
 
 
@@ -32,18 +33,42 @@ def test_inspect_writes_the_plan_as_json(model_files, tmp_path, capsys):
     assert "oneDNN partitions" in capsys.readouterr().out
 
 
-def test_quantize_writes_graphs_and_never_overwrites(model_files, tmp_path):
+def test_quantize_saves_a_model_that_run_inspect_and_bench_take(model_files, tmp_path, capsys):
     out = tmp_path / "q"
     args = ["quantize", str(model_files / "model.keras"), "--calibration", str(model_files / "calib.npy"),
             "--calibration-batches", "2", "--out", str(out)]
     main(args)
-    assert {p.name for p in out.iterdir()} == {"qdq.pb", "partitioned.pb", "plan.json"}
-    # the QDQ graph written out can be inspected again without calibration data, and drawn
-    main(["inspect", str(out / "qdq.pb"), "--svg", str(tmp_path / "plan.svg"), "--html", str(tmp_path / "plan.html")])
+    assert {p.name for p in out.iterdir()} == {"itexlab.json", "plan.json", "weights.npz", "fallback.pb", "qdq.pb"}
+    x = np.load(model_files / "calib.npy")[:3]
+    np.save(tmp_path / "x.npy", x)
+    main(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")])
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), itexlab.load(out)(x)[0])
+    with pytest.raises(SystemExit, match="exists"):  # an output is not overwritten unless asked
+        main(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")])
+    main(["inspect", str(out), "--svg", str(tmp_path / "plan.svg"), "--html", str(tmp_path / "plan.html")])
     assert "<svg" in (tmp_path / "plan.svg").read_text()
     assert "<h3>Partitions</h3>" in (tmp_path / "plan.html").read_text()
+    main(["bench", str(out), "--batch", "1", "2", "--repeats", "2", "--json", str(tmp_path / "bench.json")])
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert {(r["system"], r["batch"]) for r in result["results"]} == {
+        (s, b) for s in ("itexlab-int8", "tf-qdq") for b in (1, 2)}
+    # the QDQ graph saved with it can be partitioned again without calibration data
+    main(["inspect", str(out / "qdq.pb")])
+    assert "oneDNN partitions" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="not empty"):
         main(args)
+    main(args + ["--force"])  # replaces the itexlab model it wrote
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="holds no itexlab model"):
+        main(args[:-1] + [str(tmp_path / "mine"), "--force"])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_run_refuses_a_folder_without_a_model(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 12, 12, 3), np.float32))
+    with pytest.raises(SystemExit, match="holds no itexlab model"):
+        main(["run", str(tmp_path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")])
 
 
 def test_user_model_without_calibration_data_is_refused(model_files):

@@ -17,7 +17,7 @@ from ..quant.quantization import quantize
 from ..runtime.executor import CompiledModel, mean_step_times
 from . import memory, timing
 from .probe import PROBE_SYSTEM, giga_ops, int8_probe
-from .systems import ITEXLAB_INT8, SUBJECT, SYSTEMS, TF_FP32, TF_INT8_LEGACY, Subject, chosen
+from .systems import ITEXLAB_INT8, SUBJECT, SYSTEMS, TF_FP32, TF_INT8_LEGACY, TF_QDQ, Subject, chosen
 from .workloads import Workload
 
 
@@ -147,3 +147,41 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
         peaks = memory.measure({name: graph for name, graph in graphs.items() if name in measured_systems},
                                workload.sample, batch_sizes)
     return Benchmark(workload.name, described, report, first, overhead, steps if breakdown else None, peaks, floor)
+
+
+def run_saved(path: str, inputs: np.ndarray | None, batch_sizes: tuple[int, ...], repeats: int = 20,
+              progress: timing.ProgressCallback | None = timing.print_progress) -> timing.Report:
+    """Time a saved model (`itexlab bench DIR`) and, when INC's QDQ graph was saved with it, that
+    graph on stock TF. There is no FP32 model in a saved folder, so no TF FP32 row."""
+    import pathlib
+
+    from ..ir import store
+    from ..runtime import saving
+
+    model = saving.load(path)
+    name = pathlib.Path(path).resolve().name
+    if inputs is None:
+        inputs = _inputs_in_calibrated_range(model, max(batch_sizes))
+    runners: dict = {ITEXLAB_INT8.name: model}
+    unavailable = []
+    if "qdq.pb" in store.manifest(path)["files"]:
+        qdq = tfgraph.load(pathlib.Path(path) / "qdq.pb")
+        try:
+            tfgraph.run_isolated(qdq, [timing.batch_of(inputs, 1)])
+            runners[TF_QDQ.name] = tfgraph.GraphFunction(qdq, qdq.inputs, qdq.outputs)
+        except tfgraph.TensorFlowAborted as e:
+            unavailable.append(timing.Unavailable(TF_QDQ.name, name, str(e)))
+    results = []
+    for size in batch_sizes:
+        results += timing.measure(runners, name, timing.batch_of(inputs, size), repeats, progress=progress)
+    return timing.Report(results, [], {name: dataclasses.asdict(counts(model.plan))}, unavailable=unavailable,
+                         cpu=cpu.describe())
+
+
+def _inputs_in_calibrated_range(model: CompiledModel, count: int) -> np.ndarray:
+    """Random inputs for a model saved without data: uniform over the range its input was calibrated on."""
+    spec = model.inputs[0]
+    shape = [count] + [1 if d is None else d for d in (spec.info.shape or (None,))[1:]]
+    low, high = spec.calibrated or (0.0, 1.0)
+    values = np.random.default_rng(0).uniform(low, high, shape)
+    return values.astype(spec.dtype) if spec.dtype.kind == "f" else np.clip(np.rint(values), low, high).astype(spec.dtype)

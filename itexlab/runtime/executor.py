@@ -108,6 +108,7 @@ class CompiledModel:
                  check_values: bool = True):
         if not plan.runnable():
             raise ModelError("this plan holds no weights (read from JSON alone?): give Plan.from_json its arrays")
+        _check_weights_fit_this_cpu(plan)
         self.plan = plan
         self.check_values = check_values
         graph = plan.source
@@ -196,6 +197,18 @@ class CompiledModel:
             return []
         self(batch)
         return mean_step_times([self.timed_run(batch)[1] for _ in range(repeats)])
+
+
+def _check_weights_fit_this_cpu(plan: Plan) -> None:
+    """A plan made where int8 kernels have VNNI holds 8-bit weights; on a CPU whose kernels sum
+    pairs in int16 (a plan saved on one machine, loaded on another) they would overflow silently."""
+    isa = onednn.effective_isa()
+    if plan.weight_bits != 8 or plan.isa == isa or not onednn.int8_pairs_saturate(isa):
+        return
+    if any(p.quantized and {"Convolution", "MatMul"} & set(p.onednn_ops) for p in plan.partitions):
+        raise ModelError(f"this plan was made for oneDNN ISA {plan.isa} with 8-bit weights; on this CPU ({isa}) "
+                         "oneDNN's int8 kernels add weight pairs in int16, which 8-bit weights can overflow: make "
+                         "the plan here (itexlab.make_plan on the saved qdq.pb), which picks 7-bit weights")
 
 
 def mean_step_times(runs: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:

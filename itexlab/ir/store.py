@@ -1,0 +1,109 @@
+"""The saved-model format: a folder that holds a plan, ready to run without INC, calibration data or
+re-partitioning, and readable (to draw and tabulate) without TensorFlow or oneDNN.
+
+    itexlab.json   the manifest, written last: format name and version, the itexlab that wrote
+                   it, and the SHA-256 of every other file (a truncated or edited file is refused)
+    plan.json      the plan (Plan.to_json): graph structure, partitions with their oneDNN ops
+    weights.npz    every array the plan refers to (Plan.arrays), read with allow_pickle=False
+    fallback.pb    the nodes that run on TensorFlow, as a GraphDef, for TF's own tools
+    qdq.pb         INC's QDQ graph (when saved from a quantization): stock TF runs it as the oracle
+
+No pickle anywhere. Plain Python and numpy only: this module is below every stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import zipfile
+
+import numpy as np
+
+from ..errors import ModelError
+from .plan import Plan
+
+FORMAT = "itexlab-int8-model"
+VERSION = 1              # the newest format this itexlab reads and the one it writes
+MANIFEST = "itexlab.json"
+PLAN, WEIGHTS = "plan.json", "weights.npz"
+
+
+def write(path: str | os.PathLike, plan: Plan, extra: dict[str, bytes], writer: str, force: bool = False) -> pathlib.Path:
+    """Write a plan (with its arrays) and extra files into a new folder `path`. An existing non-empty
+    folder is refused unless force=True; even then the files are written to a sibling folder first
+    and moved in only once all of them are complete, so a failure leaves the old model intact."""
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise FileExistsError(f"{path} exists and is not empty (force=True replaces the itexlab model in it)")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).exists():
+        raise FileExistsError(f"{path} holds files that are not an itexlab model: not replacing them")
+    buffer = io.BytesIO()
+    np.savez(buffer, **plan.arrays())
+    files = {PLAN: plan.to_json().encode(), WEIGHTS: buffer.getvalue(), **extra}
+    manifest = {"format": FORMAT, "version": VERSION, "writer": writer,
+                "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if path.exists():
+            shutil.rmtree(path)
+        staging.rename(path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return path
+
+
+def manifest(path: str | os.PathLike) -> dict:
+    """The checked manifest of a saved model: ModelError names what is wrong with the folder."""
+    path = pathlib.Path(path)
+    if not (path / MANIFEST).is_file():
+        what = "does not exist" if not path.exists() else "holds no itexlab model (no itexlab.json)"
+        raise ModelError(f"{path} {what}")
+    try:
+        data = json.loads((path / MANIFEST).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path / MANIFEST} is not valid JSON ({e}): the saved model is damaged") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelError(f"{path / MANIFEST} is not an itexlab model manifest")
+    version = data.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelError(f"{path} has an unknown format version {version!r}")
+    if version > VERSION:
+        raise ModelError(f"{path} was saved by a newer itexlab ({data.get('writer', '?')}, format {version}); "
+                         f"this itexlab reads formats up to {VERSION}: upgrade itexlab to load it")
+    for name, digest in data.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise ModelError(f"{path} is incomplete: {name} is missing")
+        if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            raise ModelError(f"{file} does not match its checksum in itexlab.json: the file was truncated or "
+                             "changed after saving")
+    return data
+
+
+def read_plan(path: str | os.PathLike, with_arrays: bool = True) -> Plan:
+    """The plan of a saved model; without arrays it draws and tabulates but does not run."""
+    path = pathlib.Path(path)
+    manifest(path)
+    arrays = None
+    if with_arrays:
+        try:
+            with np.load(path / WEIGHTS, allow_pickle=False) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            raise ModelError(f"{path / WEIGHTS} cannot be read: {e}") from None
+    try:
+        return Plan.from_json((path / PLAN).read_text(), arrays)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{path / PLAN} is not a plan this itexlab reads: {e}") from None
