@@ -12,7 +12,8 @@ import importlib
 _PUBLIC = {
     "CompiledModel": "runtime.executor", "PartitionConfig": "config", "Plan": "ir.plan", "QuantConfig": "config",
     "QuantizedModel": "quant.quantization", "make_plan": "lower.partition", "quantize": "quant.quantization",
-    "save": "runtime.saving", "load": "runtime.saving",
+    "save": "runtime.saving", "load": "runtime.saving", "compare_layers": "measure.layers",
+    "FallbackSession": "measure.tuning",
 }
 __all__ = sorted(_PUBLIC)
 

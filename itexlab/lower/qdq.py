@@ -217,6 +217,20 @@ def global_mean_as_pooling(graph: Graph) -> Graph:
     return graph.replace([replaced.get(n.name, n) for n in graph.nodes] + added)
 
 
+def without_quantization(graph: Graph, only: set[str] | None = None) -> Graph:
+    """The FP32 graph a QDQ graph emulates: every Dequantize(QuantizeV2(x)) read as x. Its tensors
+    keep the QDQ graph's names, so each can be set beside its INT8 counterpart. With `only` (node
+    names), just those nodes read FP32: they are kept in FP32, with the calibration as it was."""
+    replaced: dict[str, Node] = {}
+    consumers = graph.consumers()
+    for node in graph.nodes:
+        source = graph.node(node.inputs[0]) if node.op == "Dequantize" else None
+        if source is not None and source.op == "QuantizeV2":
+            users = [u for u in consumers.get(node.name, []) if only is None or u.name in only]
+            _redirect(users, node.name, source.inputs[0], replaced)
+    return graph.replace([replaced.get(n.name, n) for n in graph.nodes])
+
+
 def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
     """Round to even codes the int8 weights that oneDNN's kernels without VNNI would sum in int16
     pairs or halve (translate.NON_VNNI_WEIGHTS): 7-bit weights on the 8-bit grid of the same range.

@@ -56,3 +56,21 @@ def profile_figure(latency: dict[str, float], plan, top: int = 15):
     ax.set_title(f"top {len(items)} of {len(latency)} steps ({total:.2f} ms in all)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def fallback_figure(history):
+    """Accuracy against speedup over FP32, one point per attempt of a measure.tuning.FallbackSession
+    (its `history()` frame), numbered in order; the FP32 model's accuracy as a line."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(history.speedup_vs_fp32, history.accuracy, "o-", color="#4d9221")
+    for i, row in history.iterrows():
+        ax.annotate(f"{i}: {row.keep_fp32}"[:40], (row.speedup_vs_fp32, row.accuracy), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.axhline(history.fp32_accuracy.iloc[0], color="#9e9e9e", linestyle="--", label="FP32 accuracy")
+    ax.set_xlabel("speedup over FP32 (same sitting)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -83,10 +83,20 @@ def quantization_frame(plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["partition", "node", "kind", "qtype", "channels", "scale", "zero_point"])
 
 
-def partition_details(plan: Plan, partition_id: int, latency: dict[str, float] | None = None) -> dict:
-    """Everything about one partition, as plain data (what the inspector shows)."""
+def layer_errors(layers: "pd.DataFrame | None") -> dict[str, tuple[float, float]]:
+    """Quantizer name -> (SQNR dB, own SQNR dB), from a measure.layers.compare_layers frame."""
+    if layers is None:
+        return {}
+    return {row.quantizer: (row.sqnr_db, row.own_sqnr_db) for row in layers.itertuples()}
+
+
+def partition_details(plan: Plan, partition_id: int, latency: dict[str, float] | None = None,
+                      layers: "pd.DataFrame | None" = None) -> dict:
+    """Everything about one partition, as plain data (what the inspector shows); with `layers`
+    (compare_layers' frame), the error of each tensor it quantizes."""
     p = plan.partitions[partition_id]
     quant = quantization_frame(plan)
+    names = {n.name for n in p.nodes}
     return {
         "id": p.id, "name": p.name, "int8": p.quantized,
         "tf_ops": [dataclasses.asdict(n) for n in p.nodes],
@@ -97,6 +107,8 @@ def partition_details(plan: Plan, partition_id: int, latency: dict[str, float] |
         "macs": partition_macs(plan, p),
         "weight_bits": weight_bits(plan, p),
         "latency_ms": None if latency is None or p.name not in latency else 1000 * latency[p.name],
+        "layer_error": [] if layers is None else layers[layers.quantizer.isin(names)].drop(
+            columns=["partition"]).to_dict("records"),
     }
 
 

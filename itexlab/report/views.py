@@ -27,16 +27,33 @@ def _heat(share: float) -> str:
     return f"#{r:02x}{max(g, 0):02x}{max(b, 0):02x}"
 
 
-def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float] | None = None) -> str:
+def _quality(sqnr_db: float) -> str:
+    """Red (10 dB or less: the tensor is mostly error) through yellow to green (40 dB or more)."""
+    t = min(max((sqnr_db - 10.0) / 30.0, 0.0), 1.0)
+    r, g = (255, int(80 + 175 * 2 * t)) if t < 0.5 else (int(255 - 2 * (t - 0.5) * 155), 235)
+    return f"#{r:02x}{min(g, 255):02x}70"
+
+
+def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float] | None = None,
+           errors: dict[str, tuple[float, float]] | None = None, worst: int = 3) -> str:
     """The partitioned graph in DOT. Partitions are green boxes (collapsed to one node unless
     `expand` is True or holds their id); TF ops grey; INT8 edges dark green and bold. With
-    `latency` (partition name -> seconds), partitions are coloured by their share of the time."""
+    `latency` (partition name -> seconds), partitions are coloured by their share of the time.
+    With `errors` (quantizer name -> (SQNR dB, own SQNR dB), from measure.layers.compare_layers),
+    partitions are coloured by the worst SQNR of the tensors they quantize, INT8 edges show their
+    SQNR, and the `worst` partitions where error enters (lowest own SQNR) are marked."""
     import graphviz
 
     graph = plan.source
     where = tables.placement(plan)
     expanded = {p.id for p in plan.partitions} if expand is True else set(expand or ())
-    worst = max(latency.values()) if latency else 0.0
+    slowest = max(latency.values()) if latency else 0.0
+    errors = errors or {}
+    quality = {p.id: min((errors[n.name][0] for n in p.nodes if n.name in errors), default=None)
+               for p in plan.partitions}
+    entering = {p.id: min((errors[n.name][1] for n in p.nodes if n.name in errors), default=None)
+                for p in plan.partitions}
+    culprits = set(sorted((pid for pid, v in entering.items() if v is not None), key=entering.get)[:worst])
     unit_of: dict[str, str] = {}
     for index, node in enumerate(graph.nodes):
         placed = where.get(node.name, "")
@@ -53,8 +70,13 @@ def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float
                    "fillcolor": "#ffffff"},
         edge_attr={"fontname": "Helvetica", "fontsize": "8"})
     for p in plan.partitions:
-        fill = _heat(latency.get(p.name, 0.0) / worst) if latency and worst else GREEN
+        fill = _heat(latency.get(p.name, 0.0) / slowest) if latency and slowest else GREEN
         timing = f"\n{1000 * latency[p.name]:.2f} ms" if latency and p.name in latency else ""
+        if quality.get(p.id) is not None:
+            fill = _quality(quality[p.id])
+            timing += f"\nSQNR {quality[p.id]:.1f} dB"
+            if p.id in culprits:
+                timing += f"\n\u26a0 error enters here (own {entering[p.id]:.1f} dB)"
         title = f"P{p.id} {'INT8' if p.quantized else 'FP32'}: {' + '.join(dict.fromkeys(n.op for n in p.nodes))}"
         if p.id in expanded:
             with dot.subgraph(name=f"cluster_p{p.id}", graph_attr={
@@ -86,7 +108,8 @@ def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float
             seen.add(key)
             info = graph.tensor(r)
             color, width = (INT8_EDGE, "2.2") if info.dtype in QUANTIZED_DTYPES else (FP32_EDGE, "1.0")
-            dot.edge(key[0], key[1], info.describe(), color=color, fontcolor=color, penwidth=width)
+            label = info.describe() + (f" · {errors[source][0]:.1f} dB" if source in errors else "")
+            dot.edge(key[0], key[1], label, color=color, fontcolor=color, penwidth=width)
     for i, r in enumerate(graph.outputs):
         dot.node(f"out{i}", "output " + r, shape="house", fillcolor="#d1e5f0")
         dot.edge(unit_of.get(split_ref(r)[0], "p0"), f"out{i}", graph.tensor(r).describe())
@@ -114,9 +137,9 @@ def render_svg(dot: str) -> str:
 
 
 def plan_html(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float] | None = None,
-              max_height: int = 700) -> str:
+              max_height: int = 700, errors: dict[str, tuple[float, float]] | None = None) -> str:
     """A self-contained HTML block: headline, the SVG drawing in a scrollable (pannable) box."""
-    svg = render_svg(to_dot(plan, expand, latency))
+    svg = render_svg(to_dot(plan, expand, latency, errors))
     svg = svg[svg.index("<svg"):]  # drop the XML prologue so it embeds in a page
     return (f'<div class="itexlab-plan"><div style="font:14px sans-serif;margin:4px 0">'
             f"<b>itexlab plan</b>: {html.escape(counts(plan).headline())}</div>"
@@ -160,4 +183,16 @@ def details_html(details: dict) -> str:
     return (f"<b>Partition {details['id']}</b> ({'INT8' if details['int8'] else 'FP32'}) "
             f"<code>{html.escape(details['name'])}</code><br>oneDNN ops: {html.escape(' + '.join(details['onednn_ops']))}"
             f"<br>{details['macs']:,} MACs per image{latency}<table>{rows}</table><ul>{tensors}</ul>"
-            f"<table><tr><th>kind</th><th>qtype</th><th>scale</th><th>zero point</th><th>node</th></tr>{quant}</table>")
+            f"<table><tr><th>kind</th><th>qtype</th><th>scale</th><th>zero point</th><th>node</th></tr>{quant}</table>"
+            + _layer_error_html(details.get("layer_error") or []))
+
+
+def _layer_error_html(rows: list[dict]) -> str:
+    """The INT8 error of each tensor a partition quantizes (compare_layers' rows)."""
+    if not rows:
+        return ""
+    body = "".join(f"<tr style='background:{_quality(r['sqnr_db'])}'><td>{r['sqnr_db']:.1f}</td>"
+                   f"<td>{r['own_sqnr_db']:.1f}</td><td>{r['max_diff_steps']:.1f}</td><td>{r['cosine']:.5f}</td>"
+                   f"<td><code>{html.escape(r['tensor'])}</code></td></tr>" for r in rows)
+    return ("<br><b>INT8 error</b> (FP32 model vs this INT8 run)<table><tr><th>SQNR dB</th><th>own SQNR dB</th>"
+            f"<th>max diff, steps</th><th>cosine</th><th>tensor</th></tr>{body}</table>")

@@ -24,15 +24,18 @@ def selection_options(plan: Plan) -> list[tuple[str, tuple[str, object]]]:
     return options
 
 
-def details(plan: Plan, selection: tuple[str, object], latency: dict[str, float] | None = None) -> dict:
+def details(plan: Plan, selection: tuple[str, object], latency: dict[str, float] | None = None,
+            layers=None) -> dict:
     kind, key = selection
     if kind == "partition":
-        return tables.partition_details(plan, key, latency)
+        return tables.partition_details(plan, key, latency, layers)
     return tables.node_details(plan, key)
 
 
-def plan_widget(plan: Plan, latency: dict[str, float] | None = None):
-    """The partition graph with collapse/expand, zoom and an inspector for any partition or op."""
+def plan_widget(plan: Plan, latency: dict[str, float] | None = None, layers=None):
+    """The partition graph with collapse/expand, zoom and an inspector for any partition or op;
+    with `layers` (measure.layers.compare_layers' frame), coloured by each tensor's INT8 error."""
+    errors = tables.layer_errors(layers)
     w = _ipywidgets()
     expand = w.ToggleButton(value=False, description="expand partitions", icon="expand")
     zoom = w.FloatSlider(value=1.0, min=0.2, max=3.0, step=0.1, description="zoom", readout_format=".1f")
@@ -44,12 +47,12 @@ def plan_widget(plan: Plan, latency: dict[str, float] | None = None):
         selected = {pick.value[1]} if pick.value and pick.value[0] == "partition" else set()
         key = True if expand.value else frozenset(selected)
         if key not in rendered:
-            rendered[key] = views.plan_html(plan, key, latency)
+            rendered[key] = views.plan_html(plan, key, latency, errors=errors)
         drawing.value = rendered[key].replace("<svg ", f'<svg style="zoom:{zoom.value}" ', 1)
 
     def show(_=None):
         if pick.value:
-            info.value = views.details_html(details(plan, pick.value, latency))
+            info.value = views.details_html(details(plan, pick.value, latency, layers))
         redraw()
 
     expand.observe(redraw, "value")
@@ -88,4 +91,37 @@ def comparison_widget(comparison, repeats: int = 20):
     button.on_click(run)
     box = w.VBox([w.HBox([button, bar]), output])
     box.run = run  # for scripts and tests: the same action as the button
+    return box
+
+
+def fallback_widget(session, layers=None):
+    """The plan of a measure.tuning.FallbackSession with a "keep in FP32" button: the selected
+    partition's ops (or the selected TF op) join those kept in FP32, the model is re-planned and
+    re-measured, and the attempt goes into the history table below."""
+    w = _ipywidgets()
+    keep = w.Button(description="keep in FP32", icon="undo", tooltip="re-plan with the selection in FP32")
+    status, history = w.HTML(), w.HTML(session.history().to_html(index=True, border=0, float_format="%.4g"))
+    box = w.VBox()
+
+    def rebuild():
+        viewer = plan_widget(session.plan, layers=layers)
+        box.children = [viewer, w.HBox([keep, status]), history]
+        return viewer
+
+    viewer = [rebuild()]
+
+    def on_keep(_):
+        pick = viewer[0].children[2].value
+        if not pick:
+            return
+        kind, key = pick
+        chosen = session.partition_ops(key) if kind == "partition" else [key]
+        status.value = f"re-planning with {len(chosen)} more op(s) in FP32..."
+        attempt = session.attempt(session.attempts[-1].keep_fp32 + tuple(chosen))
+        status.value = (f"accuracy {attempt.accuracy:.4f} (FP32 {attempt.fp32_accuracy:.4f}), "
+                        f"{attempt.speedup:.2f}x over FP32")
+        history.value = session.history().to_html(index=True, border=0, float_format="%.4g")
+        viewer[0] = rebuild()
+
+    keep.on_click(on_keep)
     return box
