@@ -13,7 +13,7 @@ _PUBLIC = {
     "CompiledModel": "runtime.executor", "PartitionConfig": "config", "Plan": "ir.plan", "QuantConfig": "config",
     "QuantizedModel": "quant.quantization", "make_plan": "lower.partition", "quantize": "quant.quantization",
     "save": "runtime.saving", "load": "runtime.saving", "compare_layers": "measure.layers",
-    "FallbackSession": "measure.tuning",
+    "FallbackSession": "measure.tuning", "autotune": "measure.tuning",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -31,3 +31,7 @@ class ConfigError(ItexlabError, ValueError):
 
 class IncVersionError(ItexlabError, RuntimeError):
     """The installed INC is not the version whose internals itexlab's INC boundary was written against."""
+
+
+class TuningError(ItexlabError, RuntimeError):
+    """Accuracy-driven tuning cannot go on: the user's eval function failed or returned no number."""

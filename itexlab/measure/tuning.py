@@ -1,15 +1,19 @@
 """Keep ops in FP32 and see what it buys: each attempt re-plans the same calibrated QDQ graph with
 the chosen ops reading FP32 (no new calibration), then measures accuracy and latency against the
-FP32 model in the same sitting. The attempts form a history table that can be plotted."""
+FP32 model in the same sitting. The attempts form a history table that can be plotted.
+`autotune` lets INC's tuning choose: each trial calibrates again with one more op in FP32."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Sequence
+import re
+import warnings
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..config import PartitionConfig
+from ..config import PartitionConfig, QuantConfig
+from ..errors import TuningError
 from ..frontend import tfgraph
 from ..ir.plan import Plan
 from ..lower.partition import make_plan
@@ -17,6 +21,9 @@ from ..lower.qdq import without_quantization
 from ..quant.quantization import QuantizedModel
 from ..runtime.executor import CompiledModel
 from . import timing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Runner = Callable[[np.ndarray], Sequence[np.ndarray]]
 QUANTIZATION_OPS = {"QuantizeV2", "Dequantize"}
@@ -85,3 +92,112 @@ class FallbackSession:
                               "accuracy": a.accuracy, "fp32_accuracy": a.fp32_accuracy,
                               "latency_ms": a.latency_ms, "fp32_latency_ms": a.fp32_latency_ms,
                               "speedup_vs_fp32": a.speedup} for a in self.attempts])
+
+
+class TuningWarning(UserWarning):
+    """No configuration tried met the accuracy criterion."""
+
+
+@dataclasses.dataclass
+class TuningResult:
+    model: CompiledModel        # the first trial that met the criterion, else the most accurate one
+    quantized: QuantizedModel   # its FP32 and QDQ graphs (for compare_layers, FallbackSession, save)
+    met: bool
+    baseline: float             # eval_fn on the FP32 model
+    trials: "pd.DataFrame"      # one row per trial, in order
+
+
+def autotune(model, calibration, eval_fn: Callable[[Runner], float], tolerable_loss: float = 0.01,
+             max_trials: int = 5, config: QuantConfig | None = None, partition: PartitionConfig | None = None,
+             samples: int = 8, candidates: int = 32, progress: bool = True) -> TuningResult:
+    """Accuracy-driven quantization with INC's tuning: trial 1 quantizes everything; each further
+    trial keeps one more op in FP32, the most sensitive first. Sensitivity is measured as INC's
+    op-wise fallback does: eval_fn with that op alone in FP32 (on the first calibration, no new
+    one), for up to `candidates` ops, those where INT8 error enters first (compare_layers' own SQNR)
+    tried; INC stops at the first trial whose eval_fn is within
+    `tolerable_loss` (relative) of the FP32 model's. Every trial is run as itexlab runs it (QDQ graph,
+    oneDNN partitions) and eval_fn gets that model (a function of a batch, like CompiledModel).
+    When no trial meets the criterion, the most accurate is returned with a TuningWarning."""
+    import pandas as pd
+
+    from ..quant import inc
+    from ..quant.quantization import calibration_batches, freeze_dynamic_ranges, quantize
+
+    config = config or QuantConfig()
+    first = quantize(model, calibration, config, progress=progress)
+    batches = calibration_batches(calibration, first.fp32, config.calibration_batches)
+    culprits = _ops_by_sensitivity(first, _ops_where_error_enters(first, batches[0][:samples], partition)[:candidates],
+                                   eval_fn, partition)
+    configs = [dataclasses.replace(config, keep_fp32=config.keep_fp32 + tuple(re.escape(n) + "$" for n in culprits[:k]))
+               for k in range(min(max_trials, len(culprits) + 1))]
+    trials: list[dict] = []
+    models: list[tuple[CompiledModel, QuantizedModel]] = []
+    baseline: list[float] = []
+
+    def evaluate(graph_def: tfgraph.GraphDef) -> float:
+        if not baseline:  # INC evaluates the FP32 model first
+            fp32 = tfgraph.GraphFunction(first.fp32, first.fp32.inputs, first.fp32.outputs)
+            baseline.append(_metric(eval_fn, fp32, "the FP32 model"))
+            return baseline[0]
+        trial = len(trials)
+        qdq = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(graph_def, first.fp32.inputs, first.fp32.outputs),
+                                    batches)
+        plan = make_plan(qdq, partition)
+        compiled = CompiledModel(plan)
+        metric = _metric(eval_fn, compiled, f"trial {trial + 1}")
+        kept = culprits[:trial]
+        trials.append({"trial": trial + 1, "keep_fp32": ", ".join(kept) or "(all INT8)",
+                       "int8_ops": sum(1 for p in plan.partitions if p.quantized for n in p.nodes
+                                       if n.op not in QUANTIZATION_OPS),
+                       "metric": metric, "relative_loss": (baseline[0] - metric) / abs(baseline[0]) if baseline[0] else 0.0,
+                       "meets": metric >= baseline[0] * (1 - tolerable_loss)})
+        models.append((compiled, dataclasses.replace(first, qdq=qdq, config=configs[trial])))
+        return metric
+
+    inc.autotune(tfgraph.graph_def_from_graph(first.fp32), configs, batches, evaluate, tolerable_loss, max_trials)
+    frame = pd.DataFrame(trials)
+    meeting = [i for i, t in enumerate(trials) if t["meets"]]
+    best = meeting[0] if meeting else int(np.argmax([t["metric"] for t in trials]))
+    if not meeting:
+        warnings.warn(f"no configuration of the {len(trials)} tried met the criterion (within {tolerable_loss:.2%} of "
+                      f"the FP32 model's {baseline[0]:.4g}); the most accurate, trial {best + 1} "
+                      f"({trials[best]['metric']:.4g}), is returned", TuningWarning, stacklevel=2)
+    return TuningResult(models[best][0], models[best][1], bool(meeting), baseline[0], frame)
+
+
+def _metric(eval_fn: Callable[[Runner], float], model: Runner, what: str) -> float:
+    try:
+        value = eval_fn(model)
+    except Exception as e:  # noqa: BLE001  (the user's function: name it, keep its traceback)
+        raise TuningError(f"eval_fn raised {type(e).__name__} on {what}: {e}") from e
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TuningError(f"eval_fn returned {value!r} on {what}; it must return a number (higher is better)") from None
+    if not np.isfinite(value):
+        raise TuningError(f"eval_fn returned {value} on {what}; it must return a finite number")
+    return value
+
+
+def _ops_by_sensitivity(quantized: QuantizedModel, ops: list[str], eval_fn, partition: PartitionConfig | None
+                        ) -> list[str]:
+    """The ops, those whose FP32 version alone gains the most first (ties keep the given order)."""
+    gains = []
+    for op in ops:
+        plan = make_plan(without_quantization(quantized.qdq, {op}), partition)
+        gains.append(_metric(eval_fn, CompiledModel(plan), f"the model with {op} in FP32"))
+    return [ops[i] for i in sorted(range(len(ops)), key=lambda i: -gains[i])]
+
+
+def _ops_where_error_enters(quantized: QuantizedModel, images: np.ndarray, partition: PartitionConfig | None) -> list[str]:
+    """The compute ops that read quantized tensors, worst own SQNR first (see compare_layers)."""
+    from .layers import compare_layers
+
+    qdq = quantized.qdq
+    consumers = qdq.consumers()
+    ops: list[str] = []
+    for row in compare_layers(quantized, images, config=partition).itertuples():
+        for dequantize in consumers.get(row.quantizer, []):
+            if dequantize.op == "Dequantize":
+                ops += [c.name for c in consumers.get(dequantize.name, []) if c.op not in QUANTIZATION_OPS]
+    return list(dict.fromkeys(ops))

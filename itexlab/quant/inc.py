@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import tempfile
-from typing import Iterator, Sequence, TextIO
+from typing import Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -122,6 +122,45 @@ def _has_fileno(stream) -> bool:
         return False
 
 
+def _static_config(config: QuantConfig):
+    static_config = _inc()[0]
+    inc_config = static_config(weight_granularity=config.weight_granularity, act_algorithm=config.algorithm)
+    for pattern in config.keep_fp32:
+        inc_config.set_local(pattern, static_config(weight_dtype="fp32", act_dtype="fp32"))
+    return inc_config
+
+
+def autotune(graph_def: GraphDef, configs: Sequence[QuantConfig], batches: Sequence[np.ndarray],
+             evaluate: Callable[[GraphDef], float], tolerable_loss: float, max_trials: int) -> None:
+    """INC's accuracy-driven tuning over `configs`, in order, with INC's criterion (stop at the first
+    whose metric is within `tolerable_loss`, relative, of the FP32 baseline, or after max_trials).
+    `evaluate` is called with the FP32 graph first (INC's baseline), then with each trial's QDQ
+    graph. INC drops its itex (QDQ) mode after every quantization, so it is set again after each
+    evaluation."""
+    from neural_compressor.common.base_tuning import TuningConfig
+    from neural_compressor.tensorflow import autotune as inc_autotune
+
+    tf_config = _inc()[3]
+
+    def evaluate_in_qdq_mode(model) -> float:
+        try:
+            return evaluate(model.graph_def)
+        finally:
+            tf_config.global_config["backend"] = "itex"
+
+    tuning = TuningConfig(config_set=[_static_config(c) for c in configs], tolerable_loss=tolerable_loss,
+                          max_trials=max_trials)
+    inc_logger = logging.getLogger("neural_compressor")
+    saved_level = inc_logger.level
+    inc_logger.setLevel(logging.ERROR)
+    try:
+        with _contained(itex_mode=True), contextlib.redirect_stdout(io.StringIO()):
+            inc_autotune(graph_def, tuning, evaluate_in_qdq_mode, calib_dataloader=_CalibrationLoader(batches, None),
+                         calib_iteration=len(batches))
+    finally:
+        inc_logger.setLevel(saved_level)
+
+
 def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndarray], *, qdq: bool,
              progress: bool = True) -> GraphDef:
     """Static post-training quantization of a frozen FP32 graph with INC.
@@ -129,11 +168,8 @@ def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndar
     qdq=True gives the QDQ graph (QuantizeV2 -> Dequantize around FP32 ops) for oneDNN Graph;
     qdq=False gives INC's default output, fused quantized TF ops (the "legacy" INT8 path).
     """
-    static_config, quantize_model, _, _ = _inc()
-    inc_config = static_config(weight_granularity=config.weight_granularity,
-                               act_algorithm=config.algorithm)
-    for pattern in config.keep_fp32:
-        inc_config.set_local(pattern, static_config(weight_dtype="fp32", act_dtype="fp32"))
+    _, quantize_model, _, _ = _inc()
+    inc_config = _static_config(config)
     # Progress goes to a copy of the real stderr: INC redirects fd 2 while it calibrates.
     stream = os.fdopen(os.dup(sys.stderr.fileno() if _has_fileno(sys.stderr) else 2), "w") if progress else None
     inc_logger = logging.getLogger("neural_compressor")
