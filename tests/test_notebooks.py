@@ -30,6 +30,8 @@ def test_alexnet_tutorial(tmp_path):
     assert (r["seven_bit_ops"] == 8) == onednn.int8_pairs_saturate()  # 5 convolutions, 3 matmuls
     assert r["switch_off_partitions"] == 0 and r["switch_off_same_decisions"] > 0.98
     assert r["speedup_batch64"] > 1.0
+    assert r["layer_rows"] >= 8 and r["worst_own_sqnr_db"] > 20   # per-layer error, every quantized tensor
+    assert r["fallback_attempts"] == 2 and r["autotune_trials"] >= 1 and r["saved_identical"]
     assert not list(tmp_path.glob("nc_workspace"))               # INC's scratch stays out of the way
     # measurement progress is one bar per batch size (tqdm's), updated in place, not one output per repeat
     outputs = [o for cell in json.loads((tmp_path / "alexnet.ipynb").read_text())["cells"]

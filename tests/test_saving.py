@@ -116,6 +116,8 @@ def test_saving_never_overwrites_what_the_user_has(saved, tmp_path):
     itexlab.save(plan, again, force=True)  # an itexlab model may be replaced when asked
     assert itexlab.load(again)(X)[0].shape == CompiledModel(plan)(X)[0].shape
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    (tmp_path / "plain").mkdir()
+    assert again.stat().st_mode == (tmp_path / "plain").stat().st_mode  # as readable as any folder made here
 
 
 def test_a_plan_with_8_bit_weights_is_refused_where_int8_pairs_would_overflow(tmp_path):

@@ -19,7 +19,7 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
+import uuid
 import zipfile
 
 import numpy as np
@@ -50,7 +50,8 @@ def write(path: str | os.PathLike, plan: Plan, extra: dict[str, bytes], writer: 
     manifest = {"format": FORMAT, "version": VERSION, "writer": writer,
                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    staging = path.parent / f".{path.name}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()  # not tempfile.mkdtemp: its folder is private (0700), the model would stay so
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
