@@ -1,0 +1,14 @@
+#!/bin/bash
+# One round: ITEX, OpenVINO and itexlab one after another on each model (never two at once), each
+# printing `peer=... latency_ms=... ips=...` lines. Run from the project root:
+#   PEERS=/dir/of/peer/virtualenvs tools/peers/rounds.sh > out/peers_run1.log
+# PEERS is what ../shared/peers/setup.sh made; PEER_SCRIPTS the folder of its scripts.
+set -u
+S=${PEER_SCRIPTS:-$(dirname "$0")/../../../shared/peers}
+for m in ${MODELS:-resnet50 mobilenet_v2 inception_v3}; do
+  echo "== $m $(date +%T)"
+  "$PEERS"/itex/bin/python "$S"/itex_bench.py "$m" 1,16 2>&1 | grep "^peer="
+  "$PEERS"/lite/bin/python "$S"/ov_bench.py "$m" 1,16 2>&1 | grep "^peer="
+  .venv/bin/python "$S"/itexlab_bench.py "$m" 1,16 2>&1 | grep "^peer=\|partitions"
+done
+echo "== done $(date +%T)"

@@ -1,0 +1,32 @@
+"""Ratios of itexlab INT8 to ITEX INT8, OpenVINO INT8 and TF FP32 throughput, each from one round
+of rounds.sh, as a Markdown table: median and range over rounds.
+Usage: python summarize.py LOG_FOLDER [ROUND_TO_SKIP ...]"""
+import glob, os, re, statistics, sys
+rounds = {}
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "peers_run*.log"))):
+    run = int(re.search(r"run(\d+)", path).group(1))
+    model = None
+    for line in open(path):
+        m = re.match(r"== (\w+)", line)
+        if m and m.group(1) != "done":
+            model = m.group(1)
+        m = re.match(r"peer=(\w+) model=(\w+) mode=(\w+) bs=(\d+) latency_ms=([\d.]+) ips=([\d.]+)", line)
+        if m:
+            peer, mdl, mode, bs, lat, ips = m.groups()
+            rounds.setdefault((run, mdl, int(bs)), {})[f"{peer}-{mode}"] = float(ips)
+skip = {int(x) for x in sys.argv[2:]}
+rows = {}
+for (run, mdl, bs), v in sorted(rounds.items()):
+    if run in skip:
+        continue
+    if not {"itexlab-int8", "itex-int8", "openvino-int8"} <= set(v):
+        continue
+    rows.setdefault((mdl, bs), []).append((run, v))
+print("| model | batch | rounds | itexlab INT8 img/s (median) | vs ITEX INT8: median (range) | vs OpenVINO INT8: median (range) | vs TF FP32 |")
+print("|---|---|---|---|---|---|---|")
+for (mdl, bs), rs in sorted(rows.items()):
+    ri = [v["itexlab-int8"] / v["itex-int8"] for _, v in rs]
+    ro = [v["itexlab-int8"] / v["openvino-int8"] for _, v in rs]
+    rt = [v["itexlab-int8"] / v["tf-fp32"] for _, v in rs]
+    f = lambda r: f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
+    print(f"| {mdl} | {bs} | {len(rs)} ({','.join(str(r) for r, _ in rs)}) | {statistics.median(v['itexlab-int8'] for _, v in rs):.1f} | {f(ri)} | {f(ro)} | {statistics.median(rt):.2f}x |")
