@@ -1,5 +1,6 @@
 """The plan is plain data: JSON and back, drawn and tabulated without TensorFlow or the native module."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -54,19 +55,23 @@ def test_a_plan_of_another_format_is_refused():
         Plan.from_dict(data)
 
 
+def heavy_modules_loaded_by(code: str) -> list[str]:
+    """Run `code` in a fresh interpreter; the TensorFlow, Keras and native modules it loaded."""
+    probe = (code + "\nimport sys\nprint('loaded:', sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('tensorflow', 'keras') or m == 'itexlab.backend._native'))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1].removeprefix("loaded: "))
+
+
 def test_drawing_and_tabulating_a_plan_loads_neither_tensorflow_nor_the_native_module(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text(branchy_plan().to_json())
-    code = ("import sys, pathlib\n"
-            "from itexlab.ir.plan import Plan\n"
-            "from itexlab.report import tables, views, widgets\n"
-            f"plan = Plan.from_json(pathlib.Path({str(path)!r}).read_text())\n"
-            "views.plan_html(plan); views.standalone_html(plan, expand=True)\n"
-            "tables.nodes_frame(plan); tables.quantization_frame(plan); tables.partition_details(plan, 0)\n"
-            "widgets.plan_widget(plan)\n"
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')"
-            " or m == 'itexlab.backend._native')\n"
-            "print('loaded:', loaded)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "loaded: []"
+    assert heavy_modules_loaded_by(
+        "import pathlib\n"
+        "from itexlab.ir.plan import Plan\n"
+        "from itexlab.report import tables, views, widgets\n"
+        f"plan = Plan.from_json(pathlib.Path({str(path)!r}).read_text())\n"
+        "views.plan_html(plan); views.standalone_html(plan, expand=True)\n"
+        "tables.nodes_frame(plan); tables.quantization_frame(plan); tables.partition_details(plan, 0)\n"
+        "widgets.plan_widget(plan)") == []
