@@ -64,8 +64,11 @@ def test_benchmark_on_a_tiny_model(tmp_path, monkeypatch):
     overhead = result.executor_overhead
     assert overhead["overhead_ms"] <= overhead["latency_ms"]
     np.testing.assert_allclose(overhead["share"], overhead["overhead_ms"] / overhead["latency_ms"], rtol=0.5, atol=0.02)
-    step_seconds = sum(seconds for _, seconds in result.breakdown)
-    assert 0 < step_seconds <= 1.5 * overhead["latency_ms"] / 1000  # the steps of a run fit in the run
+    # every executor step, timed (that a run's steps fit in the run is checked per run, where it holds
+    # exactly: test_partition_execute.py::test_timed_run_splits_one_run_into_its_steps; these are means
+    # over runs, which one slow run can lift above a median wall time)
+    assert result.breakdown and all(seconds >= 0 for _, seconds in result.breakdown)
+    assert sum(seconds for _, seconds in result.breakdown) > 0
     table = result.markdown()
     assert "| itexlab-int8 | 4 |" in table and "Time to first INT8 result" in table
     np.testing.assert_allclose([r.speedup for r in result.report.results if r.system == "tf-fp32"], 1.0)
