@@ -166,13 +166,15 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_quantize(args) -> None:
+    from .ir import store
     from .lower.partition import make_plan
     from .runtime import saving
 
     out = _output_path(args.out, directory=True)
-    if out.exists() and any(out.iterdir()) and not (args.force and _saved(str(out))):
-        _fail(f"{out} exists and is not empty" + (" (--force replaces an itexlab model, nothing else)"
-                                                   if not args.force else " and holds no itexlab model: not replacing it"))
+    try:
+        store.check_target(out, args.force)  # before quantizing: a run must not die at its end
+    except FileExistsError as e:
+        _fail(str(e).replace("force=True", "--force"))
     qdq = _quantized_for(args)
     plan = make_plan(qdq, _partition_config(args))
     saving.save(plan, out, qdq=qdq, force=args.force)
@@ -211,9 +213,10 @@ def cmd_bench(args) -> None:
     if _saved(args.model):
         inputs = _load_array(args.input, "input") if args.input else None
         report = benchmark.run_saved(args.model, inputs, tuple(args.batch or (1, 16)), args.repeats)
-        print(report.table(report.results[0].model))
+        table = report.table(report.results[0].model)
+        print(table)
         _write(json_out, json.dumps(report.to_dict(), indent=1), "results")
-        _write(markdown_out, report.table(report.results[0].model) + "\n", "tables")
+        _write(markdown_out, table + "\n", "tables")
         return
     systems = [s for s in (args.systems or SYSTEMS) if not (args.no_tflite and s == TFLITE_INT8.name)]
     workload = _workload(args)

@@ -285,14 +285,15 @@ def onednn_kernels_on() -> bool:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
-def legacy_int8_function(graph: Graph) -> "GraphFunction":
+def legacy_int8_function(graph: Graph, sample: np.ndarray) -> "GraphFunction":
     """INC's default INT8 output on stock TF. Its fused quantized ops have real kernels only among
-    TF's oneDNN kernels; without them TF runs placeholders and fails with "Missing 0-th output"."""
+    TF's oneDNN kernels; without them TF runs placeholders and fails with "Missing 0-th output".
+    Tried on `sample` in a child process first (tried_graph_function)."""
     if not onednn_kernels_on():
         raise KernelsMissing("INC's legacy INT8 ops run only on TensorFlow's oneDNN kernels, which are off in this "
                              "process (TF_ENABLE_ONEDNN_OPTS=0, or TensorFlow imported before itexlab on a CPU "
                              "without VNNI, BF16 or AMX)")
-    return GraphFunction(graph, graph.inputs, graph.outputs)
+    return tried_graph_function(graph, sample)
 
 
 class GraphFunction:
@@ -343,6 +344,14 @@ def run_isolated(graph: Graph, arrays: Sequence[np.ndarray], env: dict[str, str]
                                     f"{done.returncode}): {(fatal or lines or ['no message'])[0].strip()[:300]}")
         with np.load(folder / "outputs.npz") as saved:
             return [saved[f"arr_{i}"] for i in range(len(graph.outputs))]
+
+
+def tried_graph_function(graph: Graph, sample: np.ndarray) -> GraphFunction:
+    """The whole graph as a GraphFunction, once it has run on `sample` in a child process: INC's
+    graphs run on TF's oneDNN kernels, which end the process on some models (MobileNetV2's QDQ
+    graph); that becomes TensorFlowAborted here (see run_isolated)."""
+    run_isolated(graph, [sample])
+    return GraphFunction(graph, graph.inputs, graph.outputs)
 
 
 def _run_saved(folder: str, references: list[str]) -> None:

@@ -68,6 +68,7 @@ def ref(name: str, index: int = 0) -> str:
 
 
 CONSTANT_OPS = ("Const", "HostConst")
+QDQ_OPS = ("QuantizeV2", "Dequantize")  # the quantization nodes of a QDQ graph
 
 
 @dataclasses.dataclass

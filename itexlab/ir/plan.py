@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..config import PartitionConfig
-from .graph import (CONSTANT_OPS, Graph, Node, TensorInfo, graph_from_dict, graph_to_dict, macs, normalize,
+from .graph import (CONSTANT_OPS, QDQ_OPS, Graph, Node, TensorInfo, graph_from_dict, graph_to_dict, macs, normalize,
                     prune_and_sort, ref, tensor_from_dict, tensor_to_dict, total_macs)
 
 # The plan's JSON layout; from_json refuses others.
@@ -77,6 +77,11 @@ class Partition:
     @property
     def onednn_ops(self) -> list[str]:
         return [op.kind for op in self.ops]
+
+    @property
+    def compute_nodes(self) -> list[PlanNode]:
+        """Its TF nodes other than QuantizeV2/Dequantize."""
+        return [n for n in self.nodes if n.op not in QDQ_OPS]
 
 
 @dataclasses.dataclass(frozen=True)

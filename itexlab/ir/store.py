@@ -33,17 +33,26 @@ MANIFEST = "itexlab.json"
 PLAN, WEIGHTS = "plan.json", "weights.npz"
 
 
-def write(path: str | os.PathLike, plan: Plan, extra: dict[str, bytes], writer: str, force: bool = False) -> pathlib.Path:
-    """Write a plan (with its arrays) and extra files into a new folder `path`. An existing non-empty
-    folder is refused unless force=True; even then the files are written to a sibling folder first
-    and moved in only once all of them are complete, so a failure leaves the old model intact."""
+def check_target(path: str | os.PathLike, force: bool = False) -> None:
+    """FileExistsError unless a model may be written to `path`: a new or empty folder, or (force)
+    one holding an itexlab model. Called before any work, as well as by `write`."""
     path = pathlib.Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not force:
         raise FileExistsError(f"{path} exists and is not empty (force=True replaces the itexlab model in it)")
-    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).exists():
-        raise FileExistsError(f"{path} holds files that are not an itexlab model: not replacing them")
+    if not (path / MANIFEST).exists():
+        raise FileExistsError(f"{path} holds no itexlab model: its files are not an itexlab model, not replacing them")
+
+
+def write(path: str | os.PathLike, plan: Plan, extra: dict[str, bytes], writer: str, force: bool = False) -> pathlib.Path:
+    """Write a plan (with its arrays) and extra files into a new folder `path` (see check_target).
+    The files are written to a sibling folder first and moved in only once all of them are complete,
+    so a failure leaves an old model intact."""
+    path = pathlib.Path(path)
+    check_target(path, force)
     buffer = io.BytesIO()
     np.savez(buffer, **plan.arrays())
     files = {PLAN: plan.to_json().encode(), WEIGHTS: buffer.getvalue(), **extra}
@@ -65,8 +74,9 @@ def write(path: str | os.PathLike, plan: Plan, extra: dict[str, bytes], writer: 
     return path
 
 
-def manifest(path: str | os.PathLike) -> dict:
-    """The checked manifest of a saved model: ModelError names what is wrong with the folder."""
+def manifest(path: str | os.PathLike, keep: tuple[str, ...] = ()) -> tuple[dict, dict[str, bytes]]:
+    """The checked manifest of a saved model, and the bytes of the files named in `keep` (read once,
+    for the check and for their reader): ModelError names what is wrong with the folder."""
     path = pathlib.Path(path)
     if not (path / MANIFEST).is_file():
         what = "does not exist" if not path.exists() else "holds no itexlab model (no itexlab.json)"
@@ -83,28 +93,40 @@ def manifest(path: str | os.PathLike) -> dict:
     if version > VERSION:
         raise ModelError(f"{path} was saved by a newer itexlab ({data.get('writer', '?')}, format {version}); "
                          f"this itexlab reads formats up to {VERSION}: upgrade itexlab to load it")
+    kept = {}
     for name, digest in data.get("files", {}).items():
         file = path / name
         if not file.is_file():
             raise ModelError(f"{path} is incomplete: {name} is missing")
-        if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+        content = file.read_bytes()
+        if hashlib.sha256(content).hexdigest() != digest:
             raise ModelError(f"{file} does not match its checksum in itexlab.json: the file was truncated or "
                              "changed after saving")
-    return data
+        if name in keep:
+            kept[name] = content
+    return data, kept
+
+
+def listed_files(path: str | os.PathLike) -> set[str]:
+    """The files a saved model's manifest lists, without checking them again (manifest() does)."""
+    return set(json.loads((pathlib.Path(path) / MANIFEST).read_text()).get("files", {}))
 
 
 def read_plan(path: str | os.PathLike, with_arrays: bool = True) -> Plan:
     """The plan of a saved model; without arrays it draws and tabulates but does not run."""
     path = pathlib.Path(path)
-    manifest(path)
+    _, files = manifest(path, keep=(PLAN, WEIGHTS))
+    for name in (PLAN, WEIGHTS):
+        if name not in files:  # not in the manifest's list (no itexlab writes such a folder)
+            files[name] = (path / name).read_bytes()
     arrays = None
     if with_arrays:
         try:
-            with np.load(path / WEIGHTS, allow_pickle=False) as saved:
+            with np.load(io.BytesIO(files[WEIGHTS]), allow_pickle=False) as saved:
                 arrays = {name: saved[name] for name in saved.files}
         except (ValueError, OSError, zipfile.BadZipFile) as e:
             raise ModelError(f"{path / WEIGHTS} cannot be read: {e}") from None
     try:
-        return Plan.from_json((path / PLAN).read_text(), arrays)
+        return Plan.from_json(files[PLAN].decode(), arrays)
     except (ValueError, KeyError, TypeError) as e:
         raise ModelError(f"{path / PLAN} is not a plan this itexlab reads: {e}") from None

@@ -164,11 +164,10 @@ def run_saved(path: str, inputs: np.ndarray | None, batch_sizes: tuple[int, ...]
         inputs = _inputs_in_calibrated_range(model, max(batch_sizes))
     runners: dict = {ITEXLAB_INT8.name: model}
     unavailable = []
-    if "qdq.pb" in store.manifest(path)["files"]:
+    if "qdq.pb" in store.listed_files(path):  # checked against the manifest by saving.load
         qdq = tfgraph.load(pathlib.Path(path) / "qdq.pb")
         try:
-            tfgraph.run_isolated(qdq, [timing.batch_of(inputs, 1)])
-            runners[TF_QDQ.name] = tfgraph.GraphFunction(qdq, qdq.inputs, qdq.outputs)
+            runners[TF_QDQ.name] = tfgraph.tried_graph_function(qdq, timing.batch_of(inputs, 1))
         except tfgraph.TensorFlowAborted as e:
             unavailable.append(timing.Unavailable(TF_QDQ.name, name, str(e)))
     results = []

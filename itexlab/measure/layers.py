@@ -20,7 +20,7 @@ from ..ir.graph import Graph, normalize
 from ..ir.plan import Plan
 from ..lower.partition import make_plan
 from ..lower.qdq import without_quantization
-from ..lower.translate import quant_params
+from ..lower.translate import quant_params, quantize_constant
 from ..quant.quantization import QuantizedModel
 from ..runtime.executor import CompiledModel
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 COLUMNS = ["quantizer", "tensor", "producer", "partition", "dtype", "scale", "own_sqnr_db", "sqnr_db",
            "max_abs_diff", "max_diff_steps", "cosine"]
-CODE_RANGES = {"qint8": (-128, 127), "quint8": (0, 255)}
 
 
 def activation_quantizers(graph: Graph) -> list[str]:
@@ -68,8 +67,7 @@ def compare_layers(model: QuantizedModel | Plan | CompiledModel, images: np.ndar
         reference = reference.astype(np.float64)
         error = values - reference
         signal, noise = float(np.sum(reference ** 2)), float(np.sum(error ** 2))
-        low, high = CODE_RANGES[node.attrs["T"]]
-        alone = (np.clip(np.rint(reference / scales[0]) + zps[0], low, high) - zps[0]) * scales[0]
+        alone = (quantize_constant(node, reference, scales, zps).astype(np.float64) - zps[0]) * scales[0]
         norms = float(np.linalg.norm(values) * np.linalg.norm(reference))
         rows.append({"quantizer": name, "tensor": tensor, "producer": qdq.producer(tensor).op,
                      "partition": partition_of.get(name), "dtype": node.attrs["T"], "scale": scales[0],

@@ -46,23 +46,17 @@ def _tf_fp32(s: Subject) -> Runner:
 
 
 def _tf_int8_legacy(s: Subject) -> Runner:
-    """INC's graphs run on TF's oneDNN kernels, which end the process on some models (MobileNetV2's
-    QDQ graph): each is run once in a child process before this process runs it."""
     from ..frontend import tfgraph
 
     if s.quantized.legacy is None:
         raise ValueError("the model was quantized without legacy=True: INC made no legacy graph")
-    function = tfgraph.legacy_int8_function(s.quantized.legacy)
-    tfgraph.run_isolated(s.quantized.legacy, [s.calibration[:1]])
-    return function
+    return tfgraph.legacy_int8_function(s.quantized.legacy, s.calibration[:1])
 
 
 def _tf_qdq(s: Subject) -> Runner:
-    """See _tf_int8_legacy: tried in a child process first."""
     from ..frontend import tfgraph
 
-    tfgraph.run_isolated(s.quantized.qdq, [s.calibration[:1]])
-    return tfgraph.GraphFunction(s.quantized.qdq, s.quantized.qdq.inputs, s.quantized.qdq.outputs)
+    return tfgraph.tried_graph_function(s.quantized.qdq, s.calibration[:1])
 
 
 def _tflite_int8(s: Subject) -> Runner:

@@ -15,6 +15,7 @@ import numpy as np
 from ..config import PartitionConfig, QuantConfig
 from ..errors import TuningError
 from ..frontend import tfgraph
+from ..ir.graph import QDQ_OPS
 from ..ir.plan import Plan
 from ..lower.partition import make_plan
 from ..lower.qdq import without_quantization
@@ -26,7 +27,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Runner = Callable[[np.ndarray], Sequence[np.ndarray]]
-QUANTIZATION_OPS = {"QuantizeV2", "Dequantize"}
+
+
+def int8_ops(plan: Plan) -> int:
+    """TF compute ops (not QuantizeV2/Dequantize) inside INT8 partitions."""
+    return sum(len(p.compute_nodes) for p in plan.partitions if p.quantized)
 
 
 @dataclasses.dataclass
@@ -74,15 +79,14 @@ class FallbackSession:
         measured = timing.measure({"fp32": self._fp32, "int8": model}, "fallback", self.batch, self.repeats,
                                   progress=None)
         latency = {r.system: r.latency_ms for r in measured}
-        int8_ops = sum(1 for p in plan.partitions if p.quantized for n in p.nodes if n.op not in QUANTIZATION_OPS)
-        result = Attempt(keep, int8_ops, accuracy, self._fp32_accuracy, latency["int8"], latency["fp32"])
+        result = Attempt(keep, int8_ops(plan), accuracy, self._fp32_accuracy, latency["int8"], latency["fp32"])
         self.attempts.append(result)
         self.plan = plan
         return result
 
     def partition_ops(self, partition_id: int) -> list[str]:
         """The compute ops (not Quantize/Dequantize) of a partition of the current plan."""
-        return [n.name for n in self.plan.partitions[partition_id].nodes if n.op not in QUANTIZATION_OPS]
+        return [n.name for n in self.plan.partitions[partition_id].compute_nodes]
 
     def history(self):
         """One row per attempt: what was kept in FP32, INT8 ops, accuracy, latency and speedup vs FP32."""
@@ -147,8 +151,7 @@ def autotune(model, calibration, eval_fn: Callable[[Runner], float], tolerable_l
         metric = _metric(eval_fn, compiled, f"trial {trial + 1}")
         kept = culprits[:trial]
         trials.append({"trial": trial + 1, "keep_fp32": ", ".join(kept) or "(all INT8)",
-                       "int8_ops": sum(1 for p in plan.partitions if p.quantized for n in p.nodes
-                                       if n.op not in QUANTIZATION_OPS),
+                       "int8_ops": int8_ops(plan),
                        "metric": metric, "relative_loss": (baseline[0] - metric) / abs(baseline[0]) if baseline[0] else 0.0,
                        "meets": metric >= baseline[0] * (1 - tolerable_loss)})
         models.append((compiled, dataclasses.replace(first, qdq=qdq, config=configs[trial])))
@@ -199,5 +202,5 @@ def _ops_where_error_enters(quantized: QuantizedModel, images: np.ndarray, parti
     for row in compare_layers(quantized, images, config=partition).itertuples():
         for dequantize in consumers.get(row.quantizer, []):
             if dequantize.op == "Dequantize":
-                ops += [c.name for c in consumers.get(dequantize.name, []) if c.op not in QUANTIZATION_OPS]
+                ops += [c.name for c in consumers.get(dequantize.name, []) if c.op not in QDQ_OPS]
     return list(dict.fromkeys(ops))

@@ -14,7 +14,7 @@ import numpy as np
 from ..config import QuantConfig
 from ..errors import CalibrationDataError, ModelError
 from ..frontend import tfgraph
-from ..ir.graph import QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, normalize, split_ref
+from ..ir.graph import QDQ_OPS, QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, normalize, split_ref
 from . import inc
 from .prepare import prepare
 
@@ -135,7 +135,7 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     graph = tfgraph.load(model)
-    quantized_ops = sorted({n.op for n in graph.nodes if n.op in ("QuantizeV2", "Dequantize") or n.op.startswith("Quantized")})
+    quantized_ops = sorted({n.op for n in graph.nodes if n.op in QDQ_OPS or n.op.startswith("Quantized")})
     if quantized_ops:
         raise ModelError(f"the model is already quantized (it has {', '.join(quantized_ops)} ops): partition it with "
                          "make_plan (or `itexlab inspect`), or quantize its FP32 original")

@@ -46,8 +46,7 @@ def profile_figure(latency: dict[str, float], plan, top: int = 15):
     """Where the INT8 time goes: the slowest partitions (and TF steps) as horizontal bars."""
     import matplotlib.pyplot as plt
 
-    ids = {p.name: f"P{p.id} " + "+".join(dict.fromkeys(n.op for n in p.nodes if n.op not in
-                                                         ("QuantizeV2", "Dequantize"))) for p in plan.partitions}
+    ids = {p.name: f"P{p.id} " + "+".join(dict.fromkeys(n.op for n in p.compute_nodes)) for p in plan.partitions}
     items = sorted(latency.items(), key=lambda kv: -kv[1])[:top]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(items) + 1))
     ax.barh([ids.get(k, k)[:60] for k, _ in items][::-1], [1000 * v for _, v in items][::-1], color="#4d9221")
