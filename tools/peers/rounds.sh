@@ -3,8 +3,13 @@
 # printing `peer=... latency_ms=... ips=...` lines. Run from the project root:
 #   PEERS=/dir/of/peer/virtualenvs tools/peers/rounds.sh > out/peers_run1.log
 # PEERS is what ../shared/peers/setup.sh made; PEER_SCRIPTS the folder of its scripts.
+# ONEDNN_MAX_CPU_ISA, if set, caps all three systems' oneDNN kernels; the header records it.
 set -u
 S=${PEER_SCRIPTS:-$(dirname "$0")/../../../shared/peers}
+echo "== cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)," \
+  "family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+  "model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+  "ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-native}, $(date -Iseconds)"
 for m in ${MODELS:-resnet50 mobilenet_v2 inception_v3}; do
   echo "== $m $(date +%T)"
   "$PEERS"/itex/bin/python "$S"/itex_bench.py "$m" 1,16 2>&1 | grep "^peer="

@@ -1,15 +1,15 @@
 """Ratios of itexlab INT8 to ITEX INT8, OpenVINO INT8 and TF FP32 throughput, each from one round
-of rounds.sh, as a Markdown table: median and range over rounds.
+of rounds.sh, as a Markdown table: median and range over rounds, under the CPU and ISA cap the
+rounds ran with (their header lines).
 Usage: python summarize.py LOG_FOLDER [ROUND_TO_SKIP ...]"""
 import glob, os, re, statistics, sys
-rounds = {}
+rounds, machines = {}, set()
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "peers_run*.log"))):
     run = int(re.search(r"run(\d+)", path).group(1))
-    model = None
     for line in open(path):
-        m = re.match(r"== (\w+)", line)
-        if m and m.group(1) != "done":
-            model = m.group(1)
+        if line.startswith("== cpu "):
+            machines.add(line[len("== cpu "):].rsplit(",", 1)[0].strip())
+            continue
         m = re.match(r"peer=(\w+) model=(\w+) mode=(\w+) bs=(\d+) latency_ms=([\d.]+) ips=([\d.]+)", line)
         if m:
             peer, mdl, mode, bs, lat, ips = m.groups()
@@ -22,6 +22,8 @@ for (run, mdl, bs), v in sorted(rounds.items()):
     if not {"itexlab-int8", "itex-int8", "openvino-int8"} <= set(v):
         continue
     rows.setdefault((mdl, bs), []).append((run, v))
+for machine in sorted(machines):
+    print(f"CPU: {machine}")
 print("| model | batch | rounds | itexlab INT8 img/s (median) | vs ITEX INT8: median (range) | vs OpenVINO INT8: median (range) | vs TF FP32 |")
 print("|---|---|---|---|---|---|---|")
 for (mdl, bs), rs in sorted(rows.items()):
