@@ -4,6 +4,8 @@
 #   PEERS=/dir/of/peer/virtualenvs tools/peers/rounds.sh > out/peers_run1.log
 # PEERS is what ../shared/peers/setup.sh made; PEER_SCRIPTS the folder of its scripts.
 # ONEDNN_MAX_CPU_ISA, if set, caps all three systems' oneDNN kernels; the header records it.
+# PROCESSES=N runs each system's script N times in a row; summarize.py keeps each one's best process
+# (this host sometimes slows a whole process 1.7-2.9x, whichever system it runs).
 set -u
 S=${PEER_SCRIPTS:-$(dirname "$0")/../../../shared/peers}
 echo "== cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)," \
@@ -12,8 +14,8 @@ echo "== cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)," \
   "ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-native}, $(date -Iseconds)"
 for m in ${MODELS:-resnet50 mobilenet_v2 inception_v3}; do
   echo "== $m $(date +%T)"
-  "$PEERS"/itex/bin/python "$S"/itex_bench.py "$m" 1,16 2>&1 | grep "^peer="
-  "$PEERS"/lite/bin/python "$S"/ov_bench.py "$m" 1,16 2>&1 | grep "^peer="
-  .venv/bin/python "$S"/itexlab_bench.py "$m" 1,16 2>&1 | grep "^peer=\|partitions"
+  for _ in $(seq "${PROCESSES:-1}"); do "$PEERS"/itex/bin/python "$S"/itex_bench.py "$m" 1,16 2>&1 | grep "^peer="; done
+  for _ in $(seq "${PROCESSES:-1}"); do "$PEERS"/lite/bin/python "$S"/ov_bench.py "$m" 1,16 2>&1 | grep "^peer="; done
+  for _ in $(seq "${PROCESSES:-1}"); do .venv/bin/python "$S"/itexlab_bench.py "$m" 1,16 2>&1 | grep "^peer=\|partitions"; done
 done
 echo "== done $(date +%T)"

@@ -1,6 +1,7 @@
 """Ratios of itexlab INT8 to ITEX INT8, OpenVINO INT8 and TF FP32 throughput, each from one round
 of rounds.sh, as a Markdown table: median and range over rounds, under the CPU and ISA cap the
-rounds ran with (their header lines).
+rounds ran with (their header lines). Where a round ran a system in several processes
+(rounds.sh with PROCESSES=N), its best process counts.
 Usage: python summarize.py LOG_FOLDER [ROUND_TO_SKIP ...]"""
 import glob, os, re, statistics, sys
 rounds, machines = {}, set()
@@ -13,7 +14,8 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "peers_run*.log"))):
         m = re.match(r"peer=(\w+) model=(\w+) mode=(\w+) bs=(\d+) latency_ms=([\d.]+) ips=([\d.]+)", line)
         if m:
             peer, mdl, mode, bs, lat, ips = m.groups()
-            rounds.setdefault((run, mdl, int(bs)), {})[f"{peer}-{mode}"] = float(ips)
+            v = rounds.setdefault((run, mdl, int(bs)), {})
+            v[f"{peer}-{mode}"] = max(float(ips), v.get(f"{peer}-{mode}", 0.0))  # the best process
 skip = {int(x) for x in sys.argv[2:]}
 rows = {}
 for (run, mdl, bs), v in sorted(rounds.items()):
