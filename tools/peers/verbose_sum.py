@@ -17,6 +17,8 @@ for l in lines:
 if len(execs) % runs:
     sys.exit(f"{len(execs)} exec lines do not split into {runs} equal runs")
 per_run = len(execs) // runs
+if any([k for k, _ in execs[r * per_run:(r + 1) * per_run]] != [k for k, _ in execs[:per_run]] for r in range(runs)):
+    sys.exit(f"the exec lines cut into {runs} runs do not repeat the same primitives: is {runs} the number of runs?")
 totals = [collections.Counter() for _ in range(runs)]
 for i, (key, ms) in enumerate(execs):
     totals[i // per_run][key] += ms
