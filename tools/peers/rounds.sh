@@ -12,10 +12,15 @@ echo "== cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)," \
   "family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs)" \
   "model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | xargs)," \
   "ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-native}, $(date -Iseconds)"
+# in_processes PATTERN COMMAND...: COMMAND in PROCESSES fresh processes, keeping the lines PATTERN matches
+in_processes() {
+  local pattern=$1; shift
+  for _ in $(seq "${PROCESSES:-1}"); do "$@" 2>&1 | grep "$pattern"; done
+}
 for m in ${MODELS:-resnet50 mobilenet_v2 inception_v3}; do
   echo "== $m $(date +%T)"
-  for _ in $(seq "${PROCESSES:-1}"); do "$PEERS"/itex/bin/python "$S"/itex_bench.py "$m" 1,16 2>&1 | grep "^peer="; done
-  for _ in $(seq "${PROCESSES:-1}"); do "$PEERS"/lite/bin/python "$S"/ov_bench.py "$m" 1,16 2>&1 | grep "^peer="; done
-  for _ in $(seq "${PROCESSES:-1}"); do .venv/bin/python "$S"/itexlab_bench.py "$m" 1,16 2>&1 | grep "^peer=\|partitions"; done
+  in_processes "^peer=" "$PEERS"/itex/bin/python "$S"/itex_bench.py "$m" 1,16
+  in_processes "^peer=" "$PEERS"/lite/bin/python "$S"/ov_bench.py "$m" 1,16
+  in_processes "^peer=\|partitions" .venv/bin/python "$S"/itexlab_bench.py "$m" 1,16
 done
 echo "== done $(date +%T)"

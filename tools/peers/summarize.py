@@ -28,10 +28,12 @@ for machine in sorted(machines):
     print(f"CPU: {machine}")
 print("| model | batch | rounds | itexlab INT8 img/s (median) | vs ITEX INT8: median (range) | vs OpenVINO INT8: median (range) | vs TF FP32 |")
 print("|---|---|---|---|---|---|---|")
+def ratio(rs, peer, spread=True):
+    """itexlab over `peer`: median (and range) over the rounds where `peer` printed a figure; a dash
+    where none did (OpenVINO compiles nothing under ONEDNN_MAX_CPU_ISA=AVX2)."""
+    r = [v["itexlab-int8"] / v[peer] for _, v in rs if peer in v]
+    if not r:
+        return "—"
+    return f"{statistics.median(r):.2f}x" + (f" ({min(r):.2f}-{max(r):.2f})" if spread else "")
 for (mdl, bs), rs in sorted(rows.items()):
-    def ratio(peer):
-        """Median and range over the rounds where `peer` printed a figure; a dash where none did
-        (OpenVINO compiles nothing under ONEDNN_MAX_CPU_ISA=AVX2)."""
-        r = [v["itexlab-int8"] / v[peer] for _, v in rs if peer in v]
-        return f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})" if r else "—"
-    print(f"| {mdl} | {bs} | {len(rs)} ({','.join(str(r) for r, _ in rs)}) | {statistics.median(v['itexlab-int8'] for _, v in rs):.1f} | {ratio('itex-int8')} | {ratio('openvino-int8')} | {ratio('tf-fp32').split()[0]} |")
+    print(f"| {mdl} | {bs} | {len(rs)} ({','.join(str(r) for r, _ in rs)}) | {statistics.median(v['itexlab-int8'] for _, v in rs):.1f} | {ratio(rs, 'itex-int8')} | {ratio(rs, 'openvino-int8')} | {ratio(rs, 'tf-fp32', spread=False)} |")

@@ -17,12 +17,13 @@ for l in lines:
 if len(execs) % runs:
     sys.exit(f"{len(execs)} exec lines do not split into {runs} equal runs")
 per_run = len(execs) // runs
-if any([k for k, _ in execs[r * per_run:(r + 1) * per_run]] != [k for k, _ in execs[:per_run]] for r in range(runs)):
+first_run = [key for key, _ in execs[:per_run]]
+if any([key for key, _ in execs[r * per_run:(r + 1) * per_run]] != first_run for r in range(1, runs)):
     sys.exit(f"the exec lines cut into {runs} runs do not repeat the same primitives: is {runs} the number of runs?")
 totals = [collections.Counter() for _ in range(runs)]
 for i, (key, ms) in enumerate(execs):
     totals[i // per_run][key] += ms
-keys = collections.Counter(key for key, _ in execs[:per_run])
+keys = collections.Counter(first_run)
 median = {k: statistics.median(t[k] for t in totals) for k in keys}
 print(f"{statistics.median(sum(t.values()) for t in totals):.3f} ms in oneDNN primitives per run"
       f" (median of {runs})")
