@@ -8,6 +8,16 @@ measure (systems, timing, benchmark) -> report (tables, drawings, widgets, plots
 """
 
 import importlib
+import os
+
+# TF 2.21 turns its oneDNN kernels on by default only on CPUs with VNNI, BF16 or AMX, and reads this
+# variable once, when TensorFlow is imported. Elsewhere INC's legacy INT8 ops (QuantizedConv2DWith...)
+# find only placeholder kernels that produce nothing ("Missing 0-th output") and TF FP32 runs on
+# Eigen. itexlab asks for them on every CPU, so every system compares the same TF; it can do so only
+# when `import itexlab` comes before TensorFlow (itexlab.frontend.tfgraph says when it came after).
+# A user's own setting wins (an empty one is no setting, to TF as to itexlab).
+if not os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip():
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 
 _PUBLIC = {
     "CompiledModel": "runtime.executor", "PartitionConfig": "config", "Plan": "ir.plan", "QuantConfig": "config",

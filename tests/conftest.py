@@ -4,8 +4,13 @@ import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before TensorFlow or Keras, as a user's script should: TF decides at import whether its oneDNN
+# kernels (INC's legacy INT8 graph needs them) are on, and without VNNI only itexlab asks for them.
+# Tests that compare with TF's oneDNN kernels ask tfgraph.onednn_kernels_on(), so the suite also
+# passes with TF_ENABLE_ONEDNN_OPTS=0 (test_tfgraph.py tests both states).
+import itexlab  # noqa: F401, E402
 
-import numpy as np
+import numpy as np  # noqa: E402
 import pytest
 import tensorflow as tf
 from hypothesis import settings

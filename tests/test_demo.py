@@ -7,6 +7,7 @@ import keras
 import matplotlib
 import numpy as np
 import pytest
+from test_benchmark import legacy_reported
 
 from itexlab.measure import datasets, workloads
 from itexlab.measure.compare import compare
@@ -30,7 +31,9 @@ def comparison():
 def test_report_as_data_table_json_and_plot(comparison):
     report = comparison.measure(repeats=3, progress=None)
     frame = report.frame()
-    assert set(frame.system) == {"tf-fp32", "tf-int8-legacy", "itexlab-int8"}
+    assert set(frame.system) == {"tf-fp32", "tf-int8-legacy", "itexlab-int8"}  # legacy: a row either way
+    assert legacy_reported(report)
+    frame = frame[frame.unavailable.isna()]
     assert set(frame.batch) == {1, 8} and (frame.latency_ms > 0).all() and (frame.ips > 0).all()
     fp32 = frame[frame.system == "tf-fp32"]
     assert np.allclose(fp32.speedup, 1.0)
@@ -41,7 +44,7 @@ def test_report_as_data_table_json_and_plot(comparison):
     assert {"system", "model", "batch", "latency_ms", "ips"} <= set(payload["results"][0])
     assert "itexlab-int8" in report.table("tiny")
     figure = plots.comparison_figure(report, "tiny")
-    assert len(figure.axes) == 2 and len(figure.axes[0].patches) == 6
+    assert len(figure.axes) == 2 and len(figure.axes[0].patches) == 2 * len(set(frame.system))
     profile = plots.profile_figure(dict(comparison.int8.profile(comparison.workload.sample[:1], 2)), comparison.plan)
     assert profile.axes[0].patches
 
@@ -51,7 +54,7 @@ def test_comparison_widget_measures_on_demand(comparison):
     button, bar = widget.children[0].children
     report = widget.run()
     assert bar.value == bar.max == 2 and not button.disabled
-    assert {r.system for r in report.results} == {"tf-fp32", "tf-int8-legacy", "itexlab-int8"}
+    assert {"tf-fp32", "itexlab-int8"} <= {r.system for r in report.results} and legacy_reported(report)
 
 
 def test_a_comparison_system_that_cannot_run_is_reported_not_fatal():

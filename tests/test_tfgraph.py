@@ -63,3 +63,52 @@ def test_graph_def_round_trip_keeps_attributes():
     assert [(n.name, n.op) for n in again.nodes] == [(n.name, n.op) for n in graph.nodes]
     conv = next(n for n in again.nodes if n.op == "Conv2D")
     assert conv.attrs["padding"] == "VALID" and conv.attrs["strides"] == [1, 1, 1, 1]
+
+
+def tensorflow_state(code_before_itexlab: str, env: dict) -> dict:
+    """In a fresh process: `code_before_itexlab`, then itexlab's TF boundary; whether TF's oneDNN
+    kernels are on, the warnings itexlab gave, and why INC's legacy graph could not run (if not)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (code_before_itexlab + "\nimport json, warnings\nwarnings.simplefilter('always')\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    from itexlab.frontend import tfgraph\n"
+            "try:\n"
+            "    tfgraph.legacy_int8_function(None, None)\n"
+            "    reason = None\n"
+            "except tfgraph.KernelsMissing as e:\n"
+            "    reason = str(e)\n"
+            "except Exception:\n"
+            "    reason = None\n"
+            "print(json.dumps({'on': tfgraph.onednn_kernels_on(), 'reason': reason,\n"
+            "                  'warnings': [type(w.message).__name__ + ': ' + str(w.message) for w in caught]}))")
+    clean = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    done = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_itexlab_imported_first_turns_tensorflows_onednn_kernels_on_on_every_cpu():
+    state = tensorflow_state("import itexlab\nimport tensorflow", {})
+    assert state["on"] and not state["warnings"]
+
+
+def test_tensorflow_imported_first_without_its_onednn_kernels_is_said_once_with_the_remedy():
+    """A CPU without VNNI, BF16 or AMX where the notebook imported TF first: TF read the variable
+    before itexlab could set it (TF reads it once, at import). This CPU may have VNNI, so TF is
+    started with the variable at 0, which TF reads as such a CPU's default, and then it is unset."""
+    state = tensorflow_state("import os\nos.environ['TF_ENABLE_ONEDNN_OPTS'] = '0'\nimport tensorflow\n"
+                             "del os.environ['TF_ENABLE_ONEDNN_OPTS']\nimport itexlab", {})
+    assert not state["on"] and "import itexlab first" in state["reason"]
+    [warning] = state["warnings"]
+    assert warning.startswith("TensorFlowSetupWarning: TensorFlow (or Keras) was imported before itexlab")
+    assert "Import itexlab first" in warning
+
+
+def test_a_users_choice_to_turn_the_kernels_off_is_kept_and_not_warned_about():
+    state = tensorflow_state("import itexlab\nimport tensorflow", {"TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert not state["on"] and state["reason"] and not state["warnings"]

@@ -10,16 +10,13 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TF 2.21 turns its oneDNN kernels on by default only on CPUs with VNNI, BF16 or AMX. Elsewhere INC's
-# legacy INT8 ops (QuantizedConv2DWithBiasAndReluAndRequantize, ...) find only placeholder kernels
-# that produce nothing ("Missing 0-th output"), and TF FP32 runs on Eigen. itexlab turns them on on
-# every CPU, so every system compares the same TF; a user's own setting wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+_IMPORTED_BEFORE_ITEXLAB = "tensorflow" in sys.modules  # TF_ENABLE_ONEDNN_OPTS: see itexlab/__init__.py
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2  # noqa: E402
 
@@ -279,10 +276,31 @@ class KernelsMissing(RuntimeError):
 
 
 def onednn_kernels_on() -> bool:
-    """Whether this process's TF runs its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS, read once by TF)."""
+    """Whether this process's TF runs its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS, read once by TF
+    when it is imported: measured on TF 2.21, setting it afterwards changes nothing)."""
     from tensorflow.python.util import _pywrap_util_port
 
     return bool(_pywrap_util_port.IsMklEnabled())
+
+
+class TensorFlowSetupWarning(UserWarning):
+    """TensorFlow started in a state itexlab would have set otherwise, and it cannot be changed now."""
+
+
+def _warn_if_kernels_were_decided_before_itexlab() -> None:
+    """TensorFlow imported before itexlab on a CPU without VNNI, BF16 or AMX read TF_ENABLE_ONEDNN_OPTS
+    before itexlab could set it: its oneDNN kernels are off for the life of the process. Say so once,
+    with what to do (a notebook's usual order: `import tensorflow` or `import keras` first)."""
+    asked = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("1", "true", "on", "yes")
+    if _IMPORTED_BEFORE_ITEXLAB and asked and not onednn_kernels_on():
+        warnings.warn("TensorFlow (or Keras) was imported before itexlab, and on this CPU (no VNNI, BF16 or AMX) it "
+                      "started without its oneDNN kernels; nothing can turn them on now. TF FP32 comparisons run on "
+                      "TF's slower Eigen kernels and INC's legacy INT8 graph cannot run in this process. Import "
+                      "itexlab first (or set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow starts) and restart.",
+                      TensorFlowSetupWarning, stacklevel=2)
+
+
+_warn_if_kernels_were_decided_before_itexlab()
 
 
 def legacy_int8_function(graph: Graph, sample: np.ndarray) -> "GraphFunction":
@@ -292,7 +310,7 @@ def legacy_int8_function(graph: Graph, sample: np.ndarray) -> "GraphFunction":
     if not onednn_kernels_on():
         raise KernelsMissing("INC's legacy INT8 ops run only on TensorFlow's oneDNN kernels, which are off in this "
                              "process (TF_ENABLE_ONEDNN_OPTS=0, or TensorFlow imported before itexlab on a CPU "
-                             "without VNNI, BF16 or AMX)")
+                             "without VNNI, BF16 or AMX: import itexlab first)")
     return tried_graph_function(graph, sample)
 
 
