@@ -25,6 +25,15 @@ class InputError(ItexlabError, ValueError):
     """Run-time input that does not fit the model."""
 
 
+class TargetError(ItexlabError, OSError):
+    """A model or file cannot be written where it was asked to go (a symbolic link, a folder that is
+    not writable, a full disk)."""
+
+
+class TargetExistsError(TargetError, FileExistsError):
+    """Writing would replace something that is not an itexlab model written before."""
+
+
 class ConfigError(ItexlabError, ValueError):
     """A configuration value is out of range."""
 

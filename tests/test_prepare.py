@@ -67,3 +67,19 @@ def test_flatten_gets_a_static_shape():
     assert list(prepared.constant(reshape.inputs[1])) == [-1, 32]
     x = np.ones((5, 4, 4, 2), np.float32)
     np.testing.assert_allclose(run_tf(prepared, x)[0], model(x).numpy(), rtol=1e-5)
+
+
+def test_folding_evaluates_no_file_or_python_op(tmp_path):
+    """Constant subgraphs are evaluated on TF to fold them: a model from a stranger must not read or
+    write files that way (a SavedModel folder may hold any graph)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("3")
+
+    def fn(x):
+        leaked = tf.strings.to_number(tf.io.read_file(str(secret)))
+        return x * leaked + tf.constant(2.0) * tf.constant(3.0)
+
+    graph = prepare(graph_of(fn, (None, 4)))
+    assert {"ReadFile", "StringToNumber"} <= {n.op for n in graph.nodes}  # left as they are, not evaluated
+    assert not any(n.op == "Const" and n.attrs.get("value") is not None and n.attrs["value"].dtype == np.float32
+                   and float(np.asarray(n.attrs["value"]).reshape(-1)[0]) == 3.0 for n in graph.nodes)

@@ -9,9 +9,11 @@ import os
 import pathlib
 from collections.abc import Collection, Mapping, Sequence
 
+from ..errors import ModelError
 from ..ir.graph import TensorInfo
 from ..ir.plan import OneDnnOp
-from . import cpu
+from . import cpu, opset
+from .opset import ONEDNN_DTYPES  # noqa: F401  (the stages above ask the boundary)
 
 
 def _preload_libdnnl() -> None:
@@ -31,10 +33,12 @@ _preload_libdnnl()
 from . import _native  # noqa: E402
 
 VERSION = _native.onednn_version()
+CompileError = _native.CompileError  # oneDNN cannot compile a partition for the input shapes given
 
-# TF dtype -> oneDNN data type, for the tensors oneDNN can take.
-ONEDNN_DTYPES = {"float32": "f32", "qint8": "s8", "quint8": "u8", "int32": "s32", "bfloat16": "bf16",
-                 "int8": "s8", "uint8": "u8"}
+
+def failed_step(error: Exception) -> str:
+    """The name of the step a CompileError is about (the native message begins with it)."""
+    return str(error).split("'", 2)[1]
 
 CONSTANT_CACHE_ENV = "ONEDNN_GRAPH_CONSTANT_TENSOR_CACHE_CAPACITY"
 
@@ -86,7 +90,10 @@ class PartitionedGraph:
 
 def partition(ops: Sequence[OneDnnOp], tensors: Mapping[str, TensorInfo], constants: Collection[str],
               policy: str = "fusion") -> PartitionedGraph:
-    """Build a oneDNN graph of these ops and let oneDNN choose the partitions."""
+    """Build a oneDNN graph of these ops and let oneDNN choose the partitions. Every op is checked by
+    the rule of its kind first (opset.checked: InvalidOp, a ModelError, names what breaks it), and
+    what oneDNN itself refuses is a ModelError too."""
+    ops = [opset.checked(op, tensors) for op in ops]
     ids: dict[str, int] = {}
 
     def spec(reference: str):
@@ -95,10 +102,19 @@ def partition(ops: Sequence[OneDnnOp], tensors: Mapping[str, TensorInfo], consta
 
     graph = _native.OneDnnGraph()
     for op in ops:
-        graph.add_op(op.id, op.kind, [spec(r) for r in op.inputs], [spec(r) for r in op.outputs], op.attrs, op.node)
+        try:
+            graph.add_op(op.id, op.kind, [spec(r) for r in op.inputs], [spec(r) for r in op.outputs], op.attrs,
+                         op.node)
+        except RuntimeError as e:  # dnnl::error: oneDNN's own schema check refuses the op
+            raise opset.InvalidOp(f"oneDNN {'.'.join(map(str, VERSION))} refuses op {op.id} ({op.kind}, from "
+                                  f"{op.node!r}): {e}", op.node) from None
+    try:
+        found = graph.partition(policy)
+    except RuntimeError as e:  # dnnl::error: oneDNN refuses the graph (e.g. a tensor written by two ops)
+        raise ModelError(f"oneDNN {'.'.join(map(str, VERSION))} refuses the graph: {e}") from None
     by_id = {v: k for k, v in ids.items()}
     parts = [OneDnnPartition(p.index, p.supported, list(p.op_ids), [by_id[i] for i in p.input_ids],
-                             [by_id[i] for i in p.output_ids]) for p in graph.partition(policy)]
+                             [by_id[i] for i in p.output_ids]) for p in found]
     return PartitionedGraph(graph, parts, ids, tensors, constants)
 
 

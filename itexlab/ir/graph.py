@@ -57,6 +57,17 @@ class Node:
             raise LookupError(f"constant '{self.name}' has no value: the graph was read without its arrays") from None
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def beyond_float32(array: np.ndarray) -> int:
+    """How many finite values of a float array float32 cannot hold (they would become infinities)."""
+    if array.dtype.kind != "f" or array.dtype.itemsize <= 4:
+        return 0
+    magnitude = np.abs(array)
+    return int(np.count_nonzero((magnitude > FLOAT32_MAX) & np.isfinite(magnitude)))
+
+
 def split_ref(ref: str) -> tuple[str, int]:
     """'conv:1' -> ('conv', 1); 'conv' -> ('conv', 0)."""
     name, _, index = ref.partition(":")
@@ -69,6 +80,40 @@ def ref(name: str, index: int = 0) -> str:
 
 CONSTANT_OPS = ("Const", "HostConst")
 QDQ_OPS = ("QuantizeV2", "Dequantize")  # the quantization nodes of a QDQ graph
+
+# TensorFlow ops that only compute tensors from tensors: no files or other I/O, no Python, no state,
+# no randomness. A model from a saved folder may run only these on TF (see runtime.saving.load), and
+# only these are evaluated when constant subgraphs are folded.
+PURE_TF_OPS = frozenset({
+    *CONSTANT_OPS, *QDQ_OPS, "Placeholder", "PlaceholderWithDefault", "Identity", "IdentityN", "NoOp",
+    "StopGradient", "PreventGradient", "Snapshot", "EnsureShape", "CheckNumerics", "Assert",
+    # elementwise arithmetic and comparison
+    "Abs", "Add", "AddN", "AddV2", "BiasAdd", "Ceil", "ClipByValue", "Cos", "Div", "DivNoNan", "Elu", "Equal",
+    "Erf", "Erfc", "Exp", "Expm1", "Floor", "FloorDiv", "FloorMod", "Gelu", "Greater", "GreaterEqual", "Inv",
+    "IsFinite", "IsInf", "IsNan", "LeakyRelu", "Less", "LessEqual", "Log", "Log1p", "LogicalAnd", "LogicalNot",
+    "LogicalOr", "Maximum", "Minimum", "Mod", "Mul", "MulNoNan", "Neg", "NotEqual", "Pow", "RealDiv",
+    "Reciprocal", "Relu", "Relu6", "Rint", "Round", "Rsqrt", "Select", "SelectV2", "Selu", "Sigmoid", "Sign",
+    "Sin", "Softplus", "Softsign", "Sqrt", "Square", "SquaredDifference", "Sub", "Tan", "Tanh", "TruncateDiv",
+    "Atan", "Atan2", "Acos", "Asin", "Cosh", "Sinh", "Xdivy", "Xlogy", "Cast", "Bitcast",
+    # linear algebra, convolution, pooling, normalization
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "Conv2D", "Conv3D",
+    "DepthwiseConv2dNative", "Conv2DBackpropInput", "Conv3DBackpropInputV2", "MaxPool", "MaxPoolV2", "MaxPool3D",
+    "AvgPool", "AvgPool3D", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "LRN", "Softmax",
+    "LogSoftmax", "ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea",
+    # reductions and scans
+    "All", "Any", "ArgMax", "ArgMin", "Cumprod", "Cumsum", "Max", "Mean", "Min", "Prod", "Sum", "TopKV2",
+    # shapes and data movement
+    "BroadcastArgs", "BroadcastTo", "Concat", "ConcatV2", "DepthToSpace", "ExpandDims", "Fill", "Gather",
+    "GatherNd", "GatherV2", "InvertPermutation", "LinSpace", "MirrorPad", "OneHot", "OnesLike", "Pack", "Pad",
+    "PadV2", "Range", "Rank", "Reshape", "Reverse", "ReverseV2", "Shape", "ShapeN", "Size", "Slice",
+    "SpaceToDepth", "Split", "SplitV", "Squeeze", "StridedSlice", "Tile", "Transpose", "Unpack", "Where",
+    "ZerosLike", "BatchToSpaceND", "SpaceToBatchND", "MatrixBandPart", "MatrixDiag", "MatrixDiagV3",
+})
+
+
+def impure_nodes(graph: "Graph") -> list[Node]:
+    """The nodes whose op is not one of PURE_TF_OPS."""
+    return [n for n in graph.nodes if n.op not in PURE_TF_OPS]
 
 
 @dataclasses.dataclass
@@ -191,11 +236,33 @@ def graph_to_dict(graph: Graph, arrays: dict[str, np.ndarray]) -> dict:
 
 def graph_from_dict(data: dict, arrays: dict[str, np.ndarray] | None = None) -> Graph:
     """The inverse of graph_to_dict. Without `arrays`, constants have no values: the graph can be
-    drawn and tabulated, not run."""
-    nodes = [Node(n["name"], n["op"], list(n["inputs"]),
-                  {k: v for k, v in ((k, _decode(v, arrays)) for k, v in n["attrs"].items()) if v is not _MISSING},
-                  [tensor_from_dict(t) for t in n["outputs"]]) for n in data["nodes"]]
-    return Graph(nodes, list(data["inputs"]), list(data["outputs"]))
+    drawn and tabulated, not run. ValueError names a field of the wrong type (data from a file)."""
+    nodes = []
+    for i, n in enumerate(field(data, "nodes", list)):
+        attrs = {k: _decode(v, arrays, f"node {i} attribute {k}") for k, v in field(n, "attrs", dict).items()}
+        nodes.append(Node(field(n, "name", str), field(n, "op", str), expect_list(field(n, "inputs", list), str),
+                          {k: v for k, v in attrs.items() if v is not _MISSING},
+                          [tensor_from_dict(t) for t in field(n, "outputs", list)]))
+    return Graph(nodes, expect_list(field(data, "inputs", list), str), expect_list(field(data, "outputs", list), str))
+
+
+def expect(value: Any, kind: type, what: str) -> Any:
+    """`value` when it is a `kind` (a bool is no number here), else ValueError naming `what`: data
+    read from a file may hold anything where a number or a name belongs."""
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        raise ValueError(f"{what} is {type(value).__name__} {str(value)[:40]!r}, not {kind.__name__}")
+    return value
+
+
+def expect_list(value: Any, kind: type, what: str = "a list") -> list:
+    return [expect(v, kind, f"{what}[{i}]") for i, v in enumerate(expect(value, list, what))]
+
+
+def field(data: Any, key: str, kind: type) -> Any:
+    """data[key], checked to be a `kind` (see expect)."""
+    if not isinstance(data, dict) or key not in data:
+        raise ValueError(f"{str(data)[:60]!r} has no field {key!r}")
+    return expect(data[key], kind, key)
 
 
 def tensor_to_dict(info: TensorInfo) -> dict:
@@ -203,7 +270,10 @@ def tensor_to_dict(info: TensorInfo) -> dict:
 
 
 def tensor_from_dict(data: dict) -> TensorInfo:
-    return TensorInfo(data["dtype"], None if data["shape"] is None else tuple(data["shape"]))
+    shape = expect(data, dict, "a tensor").get("shape")
+    if shape is not None:
+        shape = tuple(None if d is None else expect(d, int, "a dimension") for d in expect(shape, list, "a shape"))
+    return TensorInfo(field(data, "dtype", str), shape)
 
 
 _MISSING = object()
@@ -226,17 +296,20 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
     raise TypeError(f"attribute {key} has a value of type {type(value).__name__}, which a graph cannot hold")
 
 
-def _decode(value: Any, arrays: dict[str, np.ndarray] | None) -> Any:
+def _decode(value: Any, arrays: dict[str, np.ndarray] | None, what: str) -> Any:
     if isinstance(value, list):
-        return [_decode(v, arrays) for v in value]
+        return [_decode(v, arrays, what) for v in value]
     if isinstance(value, dict):
-        if "dtype" in value:
-            return DType(value["dtype"])
-        if "shape" in value:
-            shape = ShapeAttr(value["shape"])
-            shape.unknown_rank = value["unknown_rank"]
+        if set(value) == {"dtype"}:
+            return DType(field(value, "dtype", str))
+        if set(value) == {"shape", "unknown_rank"}:
+            shape = ShapeAttr(None if d is None else expect(d, int, what) for d in field(value, "shape", list))
+            shape.unknown_rank = field(value, "unknown_rank", bool)
             return shape
-        if arrays is None or value["array"] not in arrays:
+        name = field(value, "array", str)
+        if arrays is None or name not in arrays:
             return _MISSING
-        return arrays[value["array"]]
-    return value
+        return arrays[name]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"{what} has a value of type {type(value).__name__}")

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from ..config import PartitionConfig
-from .graph import (CONSTANT_OPS, QDQ_OPS, Graph, Node, TensorInfo, graph_from_dict, graph_to_dict, macs, normalize,
-                    prune_and_sort, ref, tensor_from_dict, tensor_to_dict, total_macs)
+from ..errors import ModelError
+from .graph import (CONSTANT_OPS, QDQ_OPS, QUANTIZED_DTYPES, Graph, Node, TensorInfo, expect, expect_list, field,
+                    graph_from_dict, graph_to_dict, macs, normalize, prune_and_sort, ref, tensor_from_dict,
+                    tensor_to_dict, total_macs)
 
 # The plan's JSON layout; from_json refuses others.
 FORMAT_VERSION = 1
@@ -176,17 +178,25 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict, arrays: dict[str, np.ndarray] | None = None) -> "Plan":
-        """The inverse of to_dict. Without `arrays` the plan can be drawn and tabulated, not run."""
-        if data.get("format") != FORMAT_VERSION:
+        """The inverse of to_dict. Without `arrays` the plan can be drawn and tabulated, not run.
+        ValueError names a field that is missing or of the wrong type (data from a file)."""
+        if expect(data, dict, "a plan").get("format") != FORMAT_VERSION:
             raise ValueError(f"plan format {data.get('format')!r} is not the format {FORMAT_VERSION} "
                              "this itexlab reads")
-        constants = {name: arrays[f"constant:{name}"] for name in data["constants"]
+        constants = {name: arrays[f"constant:{name}"] for name in expect_list(field(data, "constants", list), str)
                      if arrays is not None and f"constant:{name}" in arrays}
-        return cls(graph_from_dict(data["source"], arrays),
-                   [_partition_from_dict(p) for p in data["partitions"]],
-                   [Fallback(**f) for f in data["fallback"]], PartitionConfig(**data["config"]),
-                   [PlanNode(**v) for v in data["views"]], data["isa"], data["weight_bits"],
-                   list(data["seven_bit_ops"]), constants, list(data["layout_free"]))
+        config = field(data, "config", dict)
+        for name, value in config.items():
+            if name != "weight_bits":
+                expect(value, bool, f"config.{name}")
+        return cls(graph_from_dict(field(data, "source", dict), arrays),
+                   [_partition_from_dict(p) for p in field(data, "partitions", list)],
+                   [Fallback(field(f, "name", str), field(f, "op", str), field(f, "reason", str))
+                    for f in field(data, "fallback", list)],
+                   PartitionConfig(**config),
+                   [_plan_node(v) for v in field(data, "views", list)], field(data, "isa", str),
+                   field(data, "weight_bits", int), expect_list(field(data, "seven_bit_ops", list), str), constants,
+                   expect_list(field(data, "layout_free", list), str))
 
     @classmethod
     def from_json(cls, text: str, arrays: dict[str, np.ndarray] | None = None) -> "Plan":
@@ -226,7 +236,11 @@ def _tensor_to_dict(t: PlanTensor) -> dict:
 
 def _tensor_from_dict(data: dict) -> PlanTensor:
     info = tensor_from_dict(data)
-    return PlanTensor(data["name"], info.dtype, info.shape, data["constant"])
+    return PlanTensor(field(data, "name", str), info.dtype, info.shape, field(data, "constant", bool))
+
+
+def _plan_node(data: dict) -> PlanNode:
+    return PlanNode(field(data, "name", str), field(data, "op", str))
 
 
 def plain(value: Any) -> Any:
@@ -253,11 +267,18 @@ def _partition_to_dict(p: Partition) -> dict:
 
 
 def _partition_from_dict(data: dict) -> Partition:
+    concat = expect(data, dict, "a partition").get("byte_concat")
+    if concat is not None:
+        concat = ByteConcat(field(concat, "axis", int), expect_list(field(concat, "sources", list), str))
+    ops = [OneDnnOp(field(op, "id", int), field(op, "kind", str), field(op, "node", str),
+                    expect_list(field(op, "inputs", list), str), expect_list(field(op, "outputs", list), str),
+                    field(op, "attrs", dict)) for op in field(data, "ops", list)]
     return Partition(
-        data["id"], data["name"], [PlanNode(**n) for n in data["nodes"]], [OneDnnOp(**op) for op in data["ops"]],
-        [_tensor_from_dict(t) for t in data["inputs"]], [_tensor_from_dict(t) for t in data["outputs"]],
-        {r: tensor_from_dict(t) for r, t in data["tensors"].items()},
-        data["quantized"], None if data["byte_concat"] is None else ByteConcat(**data["byte_concat"]))
+        field(data, "id", int), field(data, "name", str), [_plan_node(n) for n in field(data, "nodes", list)], ops,
+        [_tensor_from_dict(t) for t in field(data, "inputs", list)],
+        [_tensor_from_dict(t) for t in field(data, "outputs", list)],
+        {r: tensor_from_dict(t) for r, t in field(data, "tensors", dict).items()},
+        field(data, "quantized", bool), concat)
 
 
 # ------------------------------------------------------------------------------ counts
@@ -287,3 +308,145 @@ class Counts:
 def counts(plan: "Plan") -> Counts:
     return Counts(len(plan.partitions), sum(p.quantized for p in plan.partitions), plan.fused_node_count(),
                   len(plan.fallback), len(plan.views), mac_share(plan))
+
+
+# ------------------------------------------------------------------------------ consistency
+
+def check(plan: Plan) -> None:
+    """ModelError naming the first way the parts of a plan disagree with each other (each check of
+    _problems may assume the ones before it passed). make_plan's
+    plans agree by construction; a plan read from a file may have been edited or forged, and the
+    executor and oneDNN must never be handed one whose partitions, tensors, weights and graph do
+    not fit together (oneDNN's own rules for each op are checked at the oneDNN boundary)."""
+    problem = next(_problems(plan), None)
+    if problem:
+        raise ModelError(f"the plan is inconsistent: {problem}")
+
+
+def _tensor_problem(info) -> str | None:
+    if not isinstance(info, TensorInfo) or not isinstance(info.dtype, str):
+        return "is not a tensor description"
+    if info.shape is not None and not (isinstance(info.shape, tuple) and all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31) for d in info.shape)):
+        return f"has the shape {info.shape!r}"
+    return None
+
+
+def _output_of(graph: Graph, reference) -> TensorInfo | None:
+    """The tensor a reference names in the graph, or None when no node has that output."""
+    if not isinstance(reference, str):
+        return None
+    name, _, index = reference.partition(":")
+    if name not in graph or not (index == "" or index.isdigit()):
+        return None
+    outputs = graph.node(name).outputs
+    position = int(index or 0)
+    return outputs[position] if position < len(outputs) else None
+
+
+def _problems(plan: Plan):
+    graph = plan.source
+    for node in graph.nodes:
+        if not (isinstance(node.name, str) and isinstance(node.op, str) and isinstance(node.inputs, list)
+                and isinstance(node.outputs, list) and isinstance(node.attrs, dict)):
+            yield f"node {str(node.name)[:80]!r} is not a node description"
+        for info in node.outputs:
+            if _tensor_problem(info):
+                yield f"an output of node {node.name!r} {_tensor_problem(info)}"
+        for r in node.inputs:
+            if _output_of(graph, r) is None:
+                yield f"node {node.name!r} reads {str(r)[:80]!r}, which no node of the graph computes"
+        value = node.attrs.get("value") if node.op in CONSTANT_OPS else None
+        numeric = len(node.outputs) == 1 and _numpy_dtype(node.outputs[0].dtype) is not None
+        if isinstance(value, np.ndarray) and numeric and (
+                value.dtype != _numpy_dtype(node.outputs[0].dtype)
+                or node.outputs[0].shape not in (None, tuple(value.shape))):  # TF gives HostConst no shape
+            yield f"the value of constant {node.name!r} is not the tensor the graph says it is"
+    for r in graph.inputs:
+        if _output_of(graph, r) is None or graph.node(r).op != "Placeholder":
+            yield f"the graph input {str(r)[:80]!r} is not a Placeholder of the graph"
+    for r in graph.outputs:
+        if _output_of(graph, r) is None:
+            yield f"the graph output {str(r)[:80]!r} is not a tensor of the graph"
+    try:
+        prune_and_sort(graph.nodes, list(graph.outputs))
+    except ValueError as e:
+        yield str(e)
+    if plan.weight_bits not in (7, 8) or not isinstance(plan.isa, str):
+        yield f"weight bits {plan.weight_bits!r} or ISA {plan.isa!r}"
+    placed: dict[str, str] = {}
+    op_ids: set = set()
+    produced = {}  # tensor -> partition id, for partition outputs
+    computed = {t.name for p in plan.partitions for t in p.outputs if isinstance(t, PlanTensor)}
+    for index, p in enumerate(plan.partitions):
+        if p.id != index or not isinstance(p.name, str) or not isinstance(p.quantized, bool) or not p.ops:
+            yield f"partition {index} is not a partition description (id {p.id!r})"
+        for n in p.nodes:
+            if n.name not in graph or graph.node(n.name).op != n.op or n.name in placed:
+                yield f"partition {p.id} holds {str(n.name)[:80]!r} ({n.op}), which is not an op of the graph placed once"
+            placed[n.name] = f"partition {p.id}"
+        if not isinstance(p.tensors, dict):
+            yield f"partition {p.id} describes no tensors"
+        # Weights may take another form in oneDNN (a scalar as [1], depthwise weights regrouped); every
+        # other tensor of the graph a partition touches is what the graph says it is.
+        weights = {t.name for t in p.inputs if t.constant} | {
+            o for op in p.ops if op.kind == "Dequantize" and set(op.inputs) <= {t.name for t in p.inputs if t.constant}
+            for o in op.outputs}
+        for r, info in p.tensors.items():
+            source = None if r in weights else _output_of(graph, r)
+            if _tensor_problem(info) or (source is not None and source != info):
+                yield f"partition {p.id}'s tensor {str(r)[:80]!r} is not what the graph says it is"
+        names = {n.name for n in p.nodes}
+        written = set()
+        for op in p.ops:
+            if not isinstance(op.id, int) or op.id in op_ids or op.node not in names:
+                yield f"partition {p.id} has an op {op.id!r} that is not its own or not its only one"
+            op_ids.add(op.id)
+            if not isinstance(op.outputs, list) or not isinstance(op.inputs, list):
+                yield f"op {op.id} of partition {p.id} has no tensor lists"
+            written.update(o for o in op.outputs if isinstance(o, str))
+        for t in p.inputs + p.outputs:
+            if not isinstance(t, PlanTensor) or t.name not in p.tensors or TensorInfo(t.dtype, t.shape) != p.tensors[t.name]:
+                yield f"partition {p.id}'s port {getattr(t, 'name', t)!r} is not one of its tensors"
+        for t in p.inputs:
+            if t.constant:
+                value = plan.constants.get(t.name)
+                if value is not None and (not isinstance(value, np.ndarray) or tuple(value.shape) != t.shape
+                                          or _numpy_dtype(t.dtype) != value.dtype):
+                    yield f"the weights {t.name!r} of partition {p.id} do not have the shape and type {t.describe()}"
+            elif _output_of(graph, t.name) is None and t.name not in computed:
+                yield f"partition {p.id} reads {t.name!r}, which nothing computes"
+        for t in p.outputs:
+            if t.name not in written or t.name in produced:
+                yield f"partition {p.id}'s output {t.name!r} is not computed by it alone"
+            produced[t.name] = p.id
+        if p.byte_concat is not None:
+            concat = p.byte_concat
+            inputs = [t.name for t in p.inputs if not t.constant]
+            if (not isinstance(concat.axis, int) or not isinstance(concat.sources, list)
+                    or any(s not in inputs for s in concat.sources) or len(p.outputs) != 1
+                    or not 0 <= concat.axis < len(p.outputs[0].shape or ())):
+                yield f"partition {p.id}'s byte concat does not fit its ports"
+    for where, items in (("TF", plan.fallback), ("view", plan.views)):
+        for item in items:
+            if item.name not in graph or graph.node(item.name).op != item.op or item.name in placed:
+                yield f"the {where} node {str(item.name)[:80]!r} ({item.op}) is not an op of the graph placed once"
+            placed[item.name] = where
+    for node in plan.source.nodes:
+        if node.op not in CONSTANT_OPS and node.op != "Placeholder" and node.name not in placed:
+            yield f"node {node.name!r} ({node.op}) runs nowhere: in no partition, not on TF, not a view"
+    for view in plan.views:
+        node = graph.node(view.name)
+        if node.op != "Reshape" or len(node.inputs) != 2 or not graph.is_constant(node.inputs[1]):
+            yield f"the view {view.name!r} is not a Reshape to a constant shape"
+    if any(r not in produced for r in plan.layout_free):
+        yield "a tensor kept in oneDNN's layout is not a partition output"
+
+
+def _numpy_dtype(dtype: str) -> np.dtype | None:
+    """The numpy type of a TF type of numbers or booleans (None for strings, resources, ...)."""
+    try:
+        found = np.dtype(QUANTIZED_DTYPES.get(dtype, dtype))
+    except TypeError:
+        return None
+    return found if found.kind in "biufc" else None

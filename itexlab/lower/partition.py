@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
-from ..backend import onednn
+from ..backend import onednn, opset
 from ..config import PartitionConfig
 from ..frontend import tfgraph
 from ..ir.graph import CONSTANT_OPS, Graph, Node, split_ref
@@ -45,8 +45,7 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     if weight_bits == 7:
         graph, seven_bit_ops = seven_bit_weights(graph)
     graph = split_shared_dequantize(quantize_commuting_ops(pad_into_max_pool(global_mean_as_pooling(graph))))
-    translation = translate(graph, seven_bit_weights=weight_bits == 7)
-    partitioned = onednn.partition(translation.ops, translation.tensors, translation.constants)
+    translation, partitioned = _partitioned(graph, weight_bits == 7)
     ops_by_id = {op.id: op for op in translation.ops}
     position = {n.name: i for i, n in enumerate(graph.nodes)}
 
@@ -116,6 +115,20 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     if any(p.quantized for p in plan.partitions):
         warn_if_int8_is_slow(isa, weight_bits)
     return plan
+
+
+def _partitioned(graph: Graph, seven_bit: bool) -> tuple[Translation, onednn.PartitionedGraph]:
+    """The graph translated and partitioned by oneDNN. An op oneDNN's own checks refuse when it is
+    added (beyond opset's rules) stays on TF, with oneDNN's message as the reason."""
+    refuse: dict[str, str] = {}
+    while True:
+        translation = translate(graph, seven_bit_weights=seven_bit, refuse=refuse)
+        try:
+            return translation, onednn.partition(translation.ops, translation.tensors, translation.constants)
+        except opset.InvalidOp as e:
+            if not e.node or e.node in refuse or e.node not in graph:
+                raise
+            refuse[e.node] = f"{graph.node(e.node).op} not translated: {e}"
 
 
 _warned_isa = False

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..backend.onednn import ONEDNN_DTYPES
+from ..backend import opset
 from ..ir.graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, ref
 from ..ir.plan import OneDnnOp
 
@@ -388,20 +388,23 @@ def _reduce(node: Node, ctx: _Context) -> list[OneDnnOp]:
 
 # ----------------------------------------------------------------------------------- driver
 
-def translate(graph: Graph, seven_bit_weights: bool = False) -> Translation:
+def translate(graph: Graph, seven_bit_weights: bool = False, refuse: dict[str, str] | None = None) -> Translation:
     """Translate every node that has a rule; the rest (non-constant) become Wildcards.
 
     seven_bit_weights: the graph's Conv2D/MatMul weights are on the 7-bit grid; give oneDNN those
     it would sum in int16 pairs as they are as codes of at most 63 (see `_halved_codes`).
+    refuse: nodes to leave untranslated, with the reason (oneDNN refused their ops before).
     """
     ctx = _Context(graph, seven_bit_weights)
-    ops: list[OneDnnOp] = []
+    translated: list[tuple[Node, list[OneDnnOp]]] = []
     refused: dict[str, str] = {}
     for node in graph.nodes:
         if node.op in CONSTANT_OPS or node.op == "Placeholder":
             continue
         translate_node = RULES.get(node.op)
-        if translate_node is None:
+        if node.name in (refuse or {}):
+            refused[node.name] = refuse[node.name]
+        elif translate_node is None:
             refused[node.name] = f"op {node.op} has no oneDNN Graph translation"
         else:
             try:
@@ -410,15 +413,23 @@ def translate(graph: Graph, seven_bit_weights: bool = False) -> Translation:
                            if _tensor_info(graph, ctx, r).shape is None]
                 if unknown:
                     raise Untranslatable(f"the rank of {unknown[0]} is unknown")
-                ops += new_ops
+                translated.append((node, new_ops))
                 continue
             except Untranslatable as why:
                 refused[node.name] = f"{node.op} not translated: {why}"
-        ops.append(_wildcard(node, ctx))
-    ops = [op for op in ops if op.kind != "Wildcard" or op.inputs or op.outputs]
-    tensors = {r: _tensor_info(graph, ctx, r) for op in ops for r in op.inputs + op.outputs}
+        translated.append((node, [_wildcard(node, ctx)]))
+    tensors = {r: _tensor_info(graph, ctx, r) for _, new_ops in translated for op in new_ops
+               for r in op.inputs + op.outputs}
     for r, value in ctx.constants.items():
         tensors[r] = TensorInfo(_tf_dtype_of(value), tuple(value.shape))
+    ops: list[OneDnnOp] = []
+    for node, new_ops in translated:
+        try:  # the rules oneDNN's ops must meet, as the boundary will check them (opset)
+            ops += [opset.checked(op, tensors) for op in new_ops]
+        except opset.InvalidOp as why:
+            refused[node.name] = f"{node.op} not translated: oneDNN would refuse it: {why}"
+            ops.append(_wildcard(node, ctx))
+    ops = [op for op in ops if op.kind != "Wildcard" or op.inputs or op.outputs]
     return Translation(ops, ctx.constants, ctx.absorbed, refused, tensors)
 
 
@@ -435,8 +446,7 @@ def _tensor_info(graph: Graph, ctx: _Context, reference: str) -> TensorInfo:
 def _wildcard(node: Node, ctx: _Context) -> OneDnnOp:
     """An untranslated op, so oneDNN knows which tensors are also produced/consumed outside."""
     def usable(r: str) -> bool:
-        return (not ctx.graph.is_constant(r) and ctx.graph.tensor(r).shape is not None
-                and ctx.graph.tensor(r).dtype in ONEDNN_DTYPES)
+        return not ctx.graph.is_constant(r) and opset.tensor_problem(ctx.graph.tensor(r)) is None
     outputs = [ref(node.name, i) for i in range(len(node.outputs))]
     return OneDnnOp(ctx.new_id(), "Wildcard", node.name, [normalize(r) for r in node.inputs if usable(r)],
                   [r for r in outputs if usable(r)])

@@ -150,22 +150,22 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
 
 
 def run_saved(path: str, inputs: np.ndarray | None, batch_sizes: tuple[int, ...], repeats: int = 20,
-              progress: timing.ProgressCallback | None = timing.print_progress) -> timing.Report:
+              progress: timing.ProgressCallback | None = timing.print_progress, trust: bool = False) -> timing.Report:
     """Time a saved model (`itexlab bench DIR`) and, when INC's QDQ graph was saved with it, that
-    graph on stock TF. There is no FP32 model in a saved folder, so no TF FP32 row."""
+    graph on stock TF. There is no FP32 model in a saved folder, so no TF FP32 row. `trust`: see
+    runtime.saving.load (it applies to the QDQ graph too)."""
     import pathlib
 
-    from ..ir import store
     from ..runtime import saving
 
-    model = saving.load(path)
+    model, graphs = saving.load_folder(path, ("qdq.pb",), trust)
     name = pathlib.Path(path).resolve().name
     if inputs is None:
         inputs = _inputs_in_calibrated_range(model, max(batch_sizes))
     runners: dict = {ITEXLAB_INT8.name: model}
     unavailable = []
-    if "qdq.pb" in store.listed_files(path):  # checked against the manifest by saving.load
-        qdq = tfgraph.load(pathlib.Path(path) / "qdq.pb")
+    if "qdq.pb" in graphs:
+        qdq = graphs["qdq.pb"]
         try:
             runners[TF_QDQ.name] = tfgraph.tried_graph_function(qdq, timing.batch_of(inputs, 1))
         except tfgraph.TensorFlowAborted as e:

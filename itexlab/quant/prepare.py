@@ -13,11 +13,11 @@ import dataclasses
 import numpy as np
 
 from ..frontend import tfgraph
-from ..ir.graph import CONSTANT_OPS, DType, Graph, Node, normalize, split_ref
+from ..ir.graph import CONSTANT_OPS, PURE_TF_OPS, DType, Graph, Node, normalize, split_ref
 
-# Ops whose value may change between runs even with constant inputs: never folded.
-_NOT_FOLDABLE = {"Placeholder", "RandomUniform", "RandomStandardNormal", "VarHandleOp", "ReadVariableOp",
-                 "NoOp"} | set(CONSTANT_OPS)
+# Folding evaluates subgraphs on TF: only pure tensor ops (no files, I/O, Python, state or randomness:
+# a model may come from a stranger), and not the constants and inputs themselves.
+_FOLDABLE = PURE_TF_OPS - {"Placeholder", "PlaceholderWithDefault", "NoOp", *CONSTANT_OPS}
 _WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
@@ -86,7 +86,7 @@ def fold_constants(graph: Graph) -> Graph:
     """Replace every subgraph that depends on no graph input by its value (computed by TF)."""
     constant = {n.name for n in graph.nodes if n.op in CONSTANT_OPS}
     for node in graph.nodes:
-        if node.op not in _NOT_FOLDABLE and node.inputs and all(split_ref(r)[0] in constant for r in node.inputs):
+        if node.op in _FOLDABLE and node.inputs and all(split_ref(r)[0] in constant for r in node.inputs):
             constant.add(node.name)
     consumers = graph.consumers()
     outputs = {normalize(r) for r in graph.outputs}

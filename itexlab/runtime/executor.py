@@ -18,13 +18,17 @@ import numpy as np
 from ..backend import onednn
 from ..errors import InputError, ModelError
 from ..frontend import tfgraph
-from ..ir.graph import Graph, TensorInfo, normalize
-from ..ir.plan import OneDnnOp, Plan
+from ..ir.graph import FLOAT32_MAX, Graph, TensorInfo, beyond_float32, normalize
+from ..ir.plan import Fallback, OneDnnOp, Plan, check
 from .schedule import identity_aliases, resolve, schedule
 
 # TF dtype -> numpy dtype for tensors the native side holds (quantized types as plain integers).
 NUMPY_DTYPES = {"float32": "float32", "qint8": "int8", "quint8": "uint8", "int32": "int32", "int64": "int64",
                 "bool": "bool", "int8": "int8", "uint8": "uint8", "float64": "float64"}
+
+
+class ShapeFallbackWarning(UserWarning):
+    """oneDNN cannot compile a partition for an input shape: for that shape its ops run on TF."""
 
 
 class InputRangeWarning(UserWarning):
@@ -70,6 +74,9 @@ class InputSpec:
                 raise InputError(f"input {self.index} has shape {x.shape}; the model takes {self.info.describe()}")
         if x.size == 0:
             raise InputError(f"input {self.index} is empty (shape {x.shape})")
+        if check_values and self.dtype == np.float32 and beyond_float32(x):
+            raise InputError(f"input {self.index} holds {beyond_float32(x)} value(s) out of float32 range "
+                             f"(beyond ±{FLOAT32_MAX:.4g}), which the model's float32 input cannot hold")
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if check_values and self.dtype.kind == "f":
             self._check_values(x)
@@ -106,11 +113,14 @@ class CompiledModel:
 
     def __init__(self, plan: Plan, keep_onednn_layouts: bool = True, shapes_per_step: int = SHAPES_PER_STEP,
                  check_values: bool = True):
+        check(plan)  # a plan from a file may have been edited: its parts must fit before anything runs
         if not plan.runnable():
             raise ModelError("this plan holds no weights (read from JSON alone?): give Plan.from_json its arrays")
         _check_weights_fit_this_cpu(plan)
         self.plan = plan
         self.check_values = check_values
+        self._options = {"keep_onednn_layouts": keep_onednn_layouts, "shapes_per_step": shapes_per_step}
+        self._substitutes: dict[tuple, CompiledModel] = {}  # input shapes -> a model for those shapes
         graph = plan.source
         self.inputs = [InputSpec.of(graph, i) for i in range(len(graph.inputs))]
         self._fitting_shapes: set[tuple] = set()
@@ -146,12 +156,30 @@ class CompiledModel:
             raise InputError(f"the model takes {len(self.inputs)} input(s), got {len(inputs)}")
         arrays = [spec.check(x, self.check_values) for spec, x in zip(self.inputs, inputs)]
         self._check_shapes(arrays)
+        return self._run(arrays)
+
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run checked inputs. Input shapes for which oneDNN cannot compile a partition (oneDNN 3.2:
+        a global mean over a 1x1 image) run on a model that leaves that partition to TF: said once
+        per shape (ShapeFallbackWarning), never an error, for shapes the model takes."""
         if self._program is None:
             return self._tf(*arrays)
+        shapes = tuple(a.shape for a in arrays)
+        if shapes in self._substitutes:
+            return self._substitutes[shapes]._run(arrays)
         try:
             return list(self._program.run(arrays))
         except ValueError as e:  # the native side refuses shapes it cannot compute (an image too small)
             raise InputError(str(e)) from e
+        except onednn.CompileError as e:
+            failed = next(p for p in self.plan.partitions if p.name == onednn.failed_step(e))
+            warnings.warn(f"oneDNN cannot compile partition {failed.id} ({' + '.join(n.op for n in failed.compute_nodes)})"
+                          f" for inputs of shape {', '.join(map(str, shapes))}: for that shape its {len(failed.nodes)} "
+                          f"ops run on TensorFlow ({str(e).split(': ', 1)[-1]})", ShapeFallbackWarning, stacklevel=3)
+            reason = f"oneDNN cannot compile it for inputs of shape {', '.join(map(str, shapes))}"
+            self._substitutes[shapes] = CompiledModel(on_tensorflow(self.plan, failed.id, reason), check_values=False,
+                                                      **self._options)
+            return self._substitutes[shapes]._run(arrays)
 
     def _check_shapes(self, arrays: list[np.ndarray]) -> None:
         """Inputs whose non-batch dimensions the model leaves open are checked against TF's shape
@@ -197,6 +225,18 @@ class CompiledModel:
             return []
         self(batch)
         return mean_step_times([self.timed_run(batch)[1] for _ in range(repeats)])
+
+
+def on_tensorflow(plan: Plan, partition_id: int, reason: str) -> Plan:
+    """The plan with one partition's ops left to TF (with `reason`): the tensors it read from other
+    partitions are read by TF now, so they keep a plain layout."""
+    gone = plan.partitions[partition_id]
+    partitions = [dataclasses.replace(p, id=i) for i, p in enumerate(p for p in plan.partitions if p is not gone)]
+    kept = {t.name for p in partitions for t in p.inputs if t.constant}
+    return dataclasses.replace(
+        plan, partitions=partitions, fallback=plan.fallback + [Fallback(n.name, n.op, reason) for n in gone.nodes],
+        constants={name: value for name, value in plan.constants.items() if name in kept},
+        layout_free=[r for r in plan.layout_free if r not in {t.name for t in gone.inputs + gone.outputs}])
 
 
 def _check_weights_fit_this_cpu(plan: Plan) -> None:

@@ -13,10 +13,11 @@ import os
 import pathlib
 from importlib import metadata
 
+from ..errors import ModelError
 from ..frontend import tfgraph
 from ..ir import store
-from ..ir.graph import Graph, Node
-from ..ir.plan import Plan
+from ..ir.graph import Graph, Node, impure_nodes
+from ..ir.plan import Plan, check
 from .executor import CompiledModel
 
 
@@ -39,10 +40,41 @@ def save(model_or_plan: CompiledModel | Plan, path: str | os.PathLike, qdq: Grap
     return store.write(path, model.plan, extra, _writer(), force)
 
 
-def load(path: str | os.PathLike, **options) -> CompiledModel:
+def load(path: str | os.PathLike, trust: bool = False, **options) -> CompiledModel:
     """A saved model, compiled for this CPU (options: those of CompiledModel). ModelError says what
-    is wrong with a folder that holds no model, a newer format, or a damaged file."""
-    return CompiledModel(store.read_plan(path), **options)
+    is wrong with a folder that holds no model, a newer format, a damaged or forged file, or a TF op
+    that is not a pure tensor op (file, I/O, Python, queue, resource or random ops: see
+    ir.graph.PURE_TF_OPS); `trust=True` lets those run, for a model whose author you trust."""
+    return load_folder(path, (), trust, **options)[0]
+
+
+def load_folder(path: str | os.PathLike, extra: tuple[str, ...] = (), trust: bool = False,
+                **options) -> tuple[CompiledModel, dict[str, Graph]]:
+    """A saved model (see load) and the graphs of the `extra` files (e.g. "qdq.pb") its folder lists,
+    checked with it: each file is read once."""
+    saved = store.read(path, store.REQUIRED + tuple(extra))
+    plan = store.plan_of(saved, path)
+    graphs = {name: tfgraph.load(tfgraph.graph_def_from_bytes(saved.files[name], pathlib.Path(path) / name))
+              for name in extra if name in saved.files}
+    if not trust:
+        for where, graph in ((store.PLAN, plan.source), *graphs.items()):
+            refuse_impure_ops(graph, pathlib.Path(path) / where)
+    try:
+        check(plan)  # before TF sees its graph, as CompiledModel does before oneDNN sees its ops
+        tfgraph.check_described(plan.source)
+    except ModelError as e:
+        raise ModelError(f"{pathlib.Path(path) / store.PLAN}: {e}") from None
+    return CompiledModel(plan, **options), graphs
+
+
+def refuse_impure_ops(graph: Graph, where: pathlib.Path) -> None:
+    """ModelError naming the ops of a graph from disk that are not pure tensor ops."""
+    impure = impure_nodes(graph)
+    if impure:
+        ops = ", ".join(dict.fromkeys(f"{n.op} ({n.name})" for n in impure[:5]))
+        raise ModelError(f"{where} runs {ops} on TensorFlow: a saved model may run only pure tensor ops, never file, "
+                         "I/O, Python, queue, resource or random ops; load it with trust=True (`--trust`) only if "
+                         "you trust its author")
 
 
 def fallback_graph_def(model: CompiledModel):

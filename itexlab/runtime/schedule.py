@@ -14,6 +14,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from ..backend.onednn import OneDnnPartition
+from ..errors import ModelError
 from ..frontend import tfgraph
 from ..ir.graph import QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref, split_ref
 from ..ir.plan import Plan
@@ -88,7 +89,7 @@ def schedule(plan: Plan, compiled: dict[int, OneDnnPartition], alias: dict[str, 
     try:
         sorter.prepare()
     except graphlib.CycleError as e:
-        raise RuntimeError("the plan has a dependency cycle between partitions and TF nodes") from e
+        raise ModelError("the plan has a dependency cycle between partitions and TF nodes") from e
     is_tf = [kind == "node" for kind, _ in units]
     ready: list[int] = []
     steps: list[Step] = []

@@ -8,6 +8,7 @@
 #include <oneapi/dnnl/dnnl_graph.hpp>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,12 @@ namespace itexlab {
 
 namespace py = pybind11;
 namespace dg = dnnl::graph;
+
+// oneDNN cannot compile a partition for the input shapes it was given: the message begins
+// "oneDNN could not compile partition '<step name>'" (Python may run that partition another way).
+struct CompileError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
 
 // The CPU engine and stream every partition is compiled for and run on.
 dnnl::engine &cpu_engine();

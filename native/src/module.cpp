@@ -6,6 +6,7 @@ using namespace itexlab;
 
 PYBIND11_MODULE(_native, m) {
     m.doc() = "oneDNN Graph partitioning and the native executor of itexlab";
+    py::register_exception<CompileError>(m, "CompileError", PyExc_RuntimeError);
 
     py::class_<TensorSpec>(m, "TensorSpec")
         .def(py::init<size_t, std::string, std::vector<int64_t>, bool>(), py::arg("id"),

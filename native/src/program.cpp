@@ -254,8 +254,8 @@ Program::Compiled &Program::compiled_for(Step &step) {
     try {
         c->partition = step.partition->compile(c->inputs, outputs, cpu_engine());
     } catch (const dnnl::error &e) {
-        throw std::runtime_error("oneDNN could not compile partition '" + step.name + "' for inputs (" +
-                                 shapes_of(c->inputs) + "): " + e.what());
+        throw CompileError("oneDNN could not compile partition '" + step.name + "' for inputs (" +
+                           shapes_of(c->inputs) + "): " + e.what());
     }
     for (auto s : step.outputs) c->outputs.push_back(c->partition.query_logical_tensor(slots_[s].id));
     for (const auto &out : c->outputs)
