@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
+import re
 import sys
+import tempfile
 
 
 MODEL_HELP = "built-in name (alexnet, inception_v3, resnet50, mobilenet_v2) or a .keras/.pb/SavedModel path"
@@ -40,9 +41,42 @@ def _fail(message: str):
     sys.exit(f"itexlab: {message}")
 
 
+def _positive(text: str) -> int:
+    """An argument that counts something: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _regex(text: str) -> str:
+    """A regular expression, checked before any work starts."""
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression: {e}") from None
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one `itexlab: ...` line like every other refusal."""
+
+    def error(self, message: str):
+        _fail(f"{self.prog.removeprefix('itexlab ') + ': ' if ' ' in self.prog else ''}{message} "
+              f"(`{self.prog} --help` lists the arguments)")
+
+
+# Virtual file systems: writing a result there changes the kernel's or a device's state, or fails.
+NOT_FOR_RESULTS = ("/proc", "/sys", "/dev")
+
+
 def _output_path(value: str | None, directory: bool = False) -> pathlib.Path | None:
     """Check an output path before any work starts, and create its missing parent folders: a run
-    that takes minutes must not die at its end on a path it could have refused at its start."""
+    that takes minutes must not die at its end on a path it could have refused at its start. Root
+    passes every os.access check, so the folder is tried by writing a probe file into it."""
     if value is None:
         return None
     path = pathlib.Path(value)
@@ -51,12 +85,18 @@ def _output_path(value: str | None, directory: bool = False) -> pathlib.Path | N
             _fail(f"cannot write {path}: {parent} is a file, not a folder")
     if path.exists() and path.is_dir() != directory:
         _fail(f"cannot write {path}: it is {'a file' if directory else 'a folder'}")
+    resolved = path.resolve()
+    for root in map(pathlib.Path, NOT_FOR_RESULTS):
+        if resolved == root or root in resolved.parents:
+            _fail(f"cannot write {path}: it is under {root}, a virtual file system, not a place for results")
+    if path.exists() and not directory and not path.is_file():
+        _fail(f"cannot write {path}: it is not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
     except OSError as e:
-        _fail(f"cannot create the folder for {path}: {e.strerror}")
-    if not os.access(path.parent, os.W_OK):
-        _fail(f"cannot write {path}: {path.parent} is not writable")
+        _fail(f"cannot write {path}: {path.parent} is not writable ({e.strerror})")
     return path
 
 
@@ -166,6 +206,7 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_quantize(args) -> None:
+    from .errors import TargetError
     from .ir import store
     from .lower.partition import make_plan
     from .runtime import saving
@@ -173,7 +214,7 @@ def cmd_quantize(args) -> None:
     out = _output_path(args.out, directory=True)
     try:
         store.check_target(out, args.force)  # before quantizing: a run must not die at its end
-    except FileExistsError as e:
+    except TargetError as e:
         _fail(str(e).replace("force=True", "--force"))
     qdq = _quantized_for(args)
     plan = make_plan(qdq, _partition_config(args))
@@ -190,15 +231,16 @@ def cmd_run(args) -> None:
     output = _output_path(args.output)
     if output.exists() and not args.force:
         _fail(f"{output} exists (--force overwrites it)")
-    model = saving.load(args.model)
+    model = saving.load(args.model, trust=args.trust)
     x = _load_array(args.input, "input")
     outputs = model(x)
-    if len(outputs) == 1:
-        np.save(output, outputs[0])
-    else:
-        with open(output, "wb") as f:
+    with open(output, "wb") as f:  # the name given, as given (np.save would add .npy to a path)
+        if len(outputs) == 1:
+            np.save(f, outputs[0])
+        else:
             np.savez(f, *outputs)
-    print(f"{len(outputs)} output(s) of shape {', '.join(str(o.shape) for o in outputs)} written to {output}")
+    print(f"{len(outputs)} output(s) of shape {', '.join(str(o.shape) for o in outputs)} written to {output}"
+          + ("" if len(outputs) == 1 else " (an .npz archive)"))
 
 
 def cmd_bench(args) -> None:
@@ -212,7 +254,7 @@ def cmd_bench(args) -> None:
 
     if _saved(args.model):
         inputs = _load_array(args.input, "input") if args.input else None
-        report = benchmark.run_saved(args.model, inputs, tuple(args.batch or (1, 16)), args.repeats)
+        report = benchmark.run_saved(args.model, inputs, tuple(args.batch or (1, 16)), args.repeats, trust=args.trust)
         table = report.table(report.results[0].model)
         print(table)
         _write(json_out, json.dumps(report.to_dict(), indent=1), "results")
@@ -235,10 +277,11 @@ def cmd_bench(args) -> None:
 def _add_model_arguments(p: argparse.ArgumentParser, saved: bool = False) -> None:
     p.add_argument("model", help=MODEL_HELP + (SAVED_HELP if saved else ""))
     p.add_argument("--calibration", help="calibration inputs as a .npy file, samples first")
-    p.add_argument("--calibration-batches", type=int, default=10)
+    p.add_argument("--calibration-batches", type=_positive, default=10)
     p.add_argument("--algorithm", choices=["minmax", "kl"], default="minmax")
     p.add_argument("--granularity", choices=["per_channel", "per_tensor"], default="per_channel")
-    p.add_argument("--keep-fp32", action="append", default=[], metavar="NODE_REGEX")
+    p.add_argument("--keep-fp32", action="append", default=[], metavar="NODE_REGEX", type=_regex,
+                   help="keep the ops whose names match this regular expression (from their start) in FP32")
     p.add_argument("--weights", help="weights of a built-in Keras application: a local file, or 'imagenet' when online")
     p.add_argument("--no-onednn-graph", action="store_true", help="same as ITEX_ONEDNN_GRAPH=0")
     p.add_argument("--constant-folding", action="store_true", help="same as ITEX_TF_CONSTANT_FOLDING=1")
@@ -248,12 +291,15 @@ def _add_model_arguments(p: argparse.ArgumentParser, saved: bool = False) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="itexlab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="itexlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="quantize, partition, run and compare the built-in models")
-    demo.add_argument("--models", nargs="+", default=["alexnet", "inception_v3"])
-    demo.add_argument("--repeats", type=int, default=20)
+    from .measure.workloads import BUILTIN
+
+    demo.add_argument("--models", nargs="+", default=["alexnet", "inception_v3"], choices=list(BUILTIN),
+                      metavar="MODEL", help="built-in models: " + ", ".join(BUILTIN))
+    demo.add_argument("--repeats", type=_positive, default=20)
     demo.add_argument("--json", help="also write the results as JSON")
     demo.set_defaults(func=cmd_demo)
 
@@ -265,13 +311,15 @@ def main(argv: list[str] | None = None) -> None:
                                            "(default: random values in the calibrated range)")
     benchmark.add_argument("--calibration", help="calibration inputs as a .npy file, samples first (for a model path;"
                                                  " its first 32 samples are also the inputs timed)")
-    benchmark.add_argument("--calibration-batches", type=int, default=10)
+    benchmark.add_argument("--calibration-batches", type=_positive, default=10)
     benchmark.add_argument("--systems", nargs="+", choices=list(SYSTEMS), metavar="SYSTEM",
                            help="systems to compare with itexlab-int8 (default: all): " + ", ".join(SYSTEMS))
-    benchmark.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: the model's)")
-    benchmark.add_argument("--repeats", type=int, default=40,
+    benchmark.add_argument("--batch", type=_positive, nargs="+", help="batch sizes (default: the model's)")
+    benchmark.add_argument("--repeats", type=_positive, default=40,
                            help="round-robin turns (default 40: a median of 20 moved by ~3%% on this shared machine)")
-    benchmark.add_argument("--threads", type=int, help="threads for TF and oneDNN (default: all cores)")
+    benchmark.add_argument("--threads", type=_positive, help="threads for TF and oneDNN (default: all cores)")
+    benchmark.add_argument("--trust", action="store_true", help="for a saved model: let it run ops that are not pure "
+                                                                "tensor ops (file, I/O, Python): only if you trust its author")
     benchmark.add_argument("--weights", help="weights of a built-in Keras application: a local file")
     benchmark.add_argument("--breakdown", action="store_true", help="also time every executor step")
     benchmark.add_argument("--no-tflite", action="store_true", help="skip TFLite INT8 even when installed")
@@ -301,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--input", required=True, help="inputs as a .npy file, samples first")
     run.add_argument("--output", required=True, help=".npy file for the output (.npz holding each, for several)")
     run.add_argument("--force", action="store_true", help="overwrite --output")
+    run.add_argument("--trust", action="store_true", help="let the model run ops that are not pure tensor ops (file, "
+                                                          "I/O, Python): only if you trust its author")
     run.set_defaults(func=cmd_run)
 
     args = parser.parse_args(argv)

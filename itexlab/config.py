@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Literal
 
 from .errors import ConfigError
 
 Granularity = Literal["per_channel", "per_tensor"]
 Algorithm = Literal["minmax", "kl"]
-
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -42,6 +42,15 @@ class QuantConfig:
         if not isinstance(self.calibration_batches, int) or self.calibration_batches < 1:
             raise ConfigError(f"calibration_batches must be a positive integer, not {self.calibration_batches!r}")
         object.__setattr__(self, "keep_fp32", tuple(self.keep_fp32))
+        for pattern in self.keep_fp32:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as e:
+                raise ConfigError(f"keep_fp32 pattern {pattern!r} is not a regular expression: {e}") from None
+
+
+class ConfigWarning(UserWarning):
+    """A configuration value that will have no effect on this model."""
 
 
 @dataclasses.dataclass(frozen=True)

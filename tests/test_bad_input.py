@@ -1,6 +1,7 @@
 """What happens on bad input (the README section of that name): a clear exception or warning
 naming the problem, never numbers that look right, and nothing the user gave is changed."""
 
+import warnings
 import zipfile
 
 import keras
@@ -11,12 +12,12 @@ from conftest import graph_of, qdq_weights, run_tf
 from test_partition_execute import X, conv_block, quantized_input
 
 from itexlab.cli import main
-from itexlab.config import QuantConfig
-from itexlab.errors import CalibrationDataError, InputError, ModelError
+from itexlab.config import ConfigWarning, QuantConfig
+from itexlab.errors import CalibrationDataError, ConfigError, InputError, ModelError
 from itexlab.frontend import tfgraph
 from itexlab.lower.partition import make_plan
 from itexlab.quant.quantization import CalibrationWarning, quantize
-from itexlab.runtime.executor import CompiledModel, InputRangeWarning
+from itexlab.runtime.executor import CompiledModel, InputRangeWarning, ShapeFallbackWarning
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +157,66 @@ def test_keras_safe_mode_is_kept(tmp_path):
     keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)]).save(path)
     with pytest.raises(ModelError, match="Lambda"):  # no arbitrary code from a model file runs
         tfgraph.load(str(path))
+
+
+def test_upsampling_quantizes_and_runs_as_tf_computes_it():
+    """UpSampling2D's Repeat folded to a scalar constant that went back to TF as an int attribute, not a
+    tensor: prepare() failed with 'AttrValue had value with type int when tensor expected'."""
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                            keras.layers.UpSampling2D(), keras.layers.Conv2D(4, 3, activation="relu"),
+                            keras.layers.GlobalAveragePooling2D()])
+    images = np.random.default_rng(0).random((8, 6, 6, 3), np.float32)
+    q = quantize(net, images, QuantConfig(calibration_batches=2), progress=False)
+    got = CompiledModel(make_plan(q.qdq))(images)[0]
+    np.testing.assert_allclose(got, run_tf(q.qdq, images)[0], atol=0.02 * np.abs(got).max())
+
+
+def test_a_shape_onednn_cannot_compile_runs_on_tf_with_a_warning():
+    """Open spatial dims: a 5x5 image through two 3x3 convolutions leaves 1x1 for the global mean,
+    which oneDNN 3.2 cannot compile as a reduction. That shape runs the partition on TF, said once."""
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                            keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(2)])
+    images = np.random.default_rng(0).random((8, 8, 8, 3), np.float32)
+    q = quantize(net, images, QuantConfig(calibration_batches=2), progress=False)
+    model = CompiledModel(make_plan(q.qdq))
+    small = np.random.default_rng(1).random((2, 5, 5, 3), np.float32)
+    with pytest.warns(ShapeFallbackWarning, match=r"cannot compile partition \d+ \(Mean\) for inputs of shape "
+                                                  r"\(2, 5, 5, 3\): for that shape its 1 ops run on TensorFlow"):
+        got = model(small)[0]
+    expected = run_tf(q.qdq, small)[0]
+    np.testing.assert_allclose(got, expected, atol=0.02 * np.abs(expected).max())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per shape
+        np.testing.assert_array_equal(model(small)[0], got)
+        assert model(images)[0].shape == (8, 2)  # other shapes still run in oneDNN
+
+
+def test_float64_beyond_float32_is_named_as_such(model):
+    with pytest.raises(InputError, match="1 value\\(s\\) out of float32 range"):
+        model(np.where(np.arange(X.size).reshape(X.shape) == 7, 1e300, X.astype(np.float64)))
+    with pytest.raises(CalibrationDataError, match="out of float32 range"):
+        quantize(small_keras_model(), np.full((4, 6, 6, 1), 1e39), progress=False)
+
+
+def test_calibration_dominated_by_outliers_warns_naming_the_input():
+    images = np.random.default_rng(0).random((8, 6, 6, 1), np.float32)
+    images[3, 2, 2, 0] = 1e30
+    with pytest.warns(CalibrationWarning, match="calibration data of input '.*' spans .*1e\\+30.*a few outliers"):
+        quantize(small_keras_model(), images, QuantConfig(calibration_batches=2), progress=False)
+    one_hot = np.zeros((8, 6, 6, 1), np.float32)
+    one_hot[0, 0, 0, 0] = 1.0  # all but a few values alike: nothing to lose, nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationWarning)
+        quantize(small_keras_model(), one_hot, QuantConfig(calibration_batches=2), progress=False)
+
+
+def test_a_keep_fp32_pattern_that_matches_nothing_warns():
+    images = np.random.default_rng(0).random((8, 6, 6, 1), np.float32)
+    with pytest.warns(ConfigWarning, match="'conv_typo' matches no op of the model"):
+        quantize(small_keras_model(), images, QuantConfig(calibration_batches=1, keep_fp32=("conv_typo",)),
+                 progress=False)
+    with pytest.raises(ConfigError, match="'\\[' is not a regular expression"):
+        QuantConfig(keep_fp32=("[",))

@@ -117,3 +117,34 @@ def test_unusable_calibration_files_are_refused_clearly(model_files, tmp_path):
     for path, message in ((tmp_path / "missing.npy", "does not exist"), (objects, "not a numeric .npy array")):
         with pytest.raises(SystemExit, match=message):
             main(["inspect", str(model_files / "model.keras"), "--calibration", str(path)])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "alexnet", "--batch", "0"], "bench: argument --batch: '0' is not a positive integer"),
+    (["bench", "alexnet", "--repeats", "0"], "bench: argument --repeats: '0' is not a positive integer"),
+    (["bench", "alexnet", "--threads", "0"], "bench: argument --threads: '0' is not a positive integer"),
+    (["demo", "--models", "nosuch"], "demo: argument --models: invalid choice: 'nosuch'"),
+    (["inspect", "alexnet", "--keep-fp32", "conv("], "inspect: argument --keep-fp32: 'conv\\(' is not a regular"),
+    (["inspect", "alexnet", "--json", "/proc/itexlab.json"], "under /proc, a virtual file system"),
+    (["inspect", "alexnet", "--html", "/sys/kernel/itexlab/plan.html"], "under /sys, a virtual file system"),
+    (["quantize", "alexnet", "--out", "/proc/itexlab-model"], "under /proc, a virtual file system"),
+])
+def test_bad_arguments_get_one_line_and_a_nonzero_exit_before_any_work(args, message, capsys):
+    start = time.perf_counter()
+    with pytest.raises(SystemExit, match=f"^itexlab: .*{message}") as refused:
+        main(args)
+    assert refused.value.code not in (0, None) and "\n" not in str(refused.value.code)
+    assert capsys.readouterr().err == "" and time.perf_counter() - start < 5  # no usage block, no work
+
+
+def test_run_writes_the_output_name_it_was_given(model_files, tmp_path, capsys):
+    out = tmp_path / "q"
+    main(["quantize", str(model_files / "model.keras"), "--calibration", str(model_files / "calib.npy"),
+          "--calibration-batches", "2", "--out", str(out)])
+    np.save(tmp_path / "x.npy", np.load(model_files / "calib.npy")[:2])
+    main(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.out")])
+    assert (tmp_path / "y.out").is_file() and not (tmp_path / "y.out.npy").exists()
+    assert "written to " + str(tmp_path / "y.out") in capsys.readouterr().out
+    assert np.load(tmp_path / "y.out").shape == (2, 4)
+    with pytest.raises(SystemExit, match="y.out exists \\(--force overwrites it\\)"):
+        main(["run", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.out")])

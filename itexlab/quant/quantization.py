@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 import warnings
 from typing import Any, Iterable
 
 import numpy as np
 
-from ..config import QuantConfig
+from ..config import ConfigWarning, QuantConfig
 from ..errors import CalibrationDataError, ModelError
 from ..frontend import tfgraph
-from ..ir.graph import QDQ_OPS, QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, normalize, split_ref
+from ..ir.graph import (FLOAT32_MAX, QDQ_OPS, QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, beyond_float32,
+                        normalize, split_ref)
 from . import inc
 from .prepare import prepare
 
@@ -58,7 +60,7 @@ def calibration_batches(data: Any, graph: Graph, count: int) -> list[np.ndarray]
         result.append(_check_batch(np.asarray(batch), info, f"calibration batch {i}"))
     if not result:
         raise CalibrationDataError("calibration data is empty")
-    _warn_if_degenerate(result)
+    _warn_if_degenerate(result, graph.inputs[0])
     return result
 
 
@@ -82,6 +84,9 @@ def _check_batch(batch: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
         raise CalibrationDataError(f"{where} is empty (shape {batch.shape})")
     if batch.dtype.kind == "f" and not np.isfinite(batch).all():
         raise CalibrationDataError(f"{where} contains NaN or Inf")
+    if dtype == np.float32 and beyond_float32(batch):
+        raise CalibrationDataError(f"{where} holds {beyond_float32(batch)} value(s) out of float32 range (beyond "
+                                   f"±{FLOAT32_MAX:.4g}), which the model's float32 input cannot hold")
     return np.ascontiguousarray(batch, dtype=dtype)
 
 
@@ -89,14 +94,30 @@ class CalibrationWarning(UserWarning):
     """The calibration data looks unlike real inputs: the INT8 ranges calibrated on it will be too."""
 
 
-def _warn_if_degenerate(batches: list[np.ndarray]) -> None:
-    """Calibration on constant data (all zeros, 1e-30 everywhere) gives ranges of zero width: INT8
-    then differs from FP32 by half the output range on real inputs, without any error."""
+def _warn_if_degenerate(batches: list[np.ndarray], name: str) -> None:
+    """Calibration on constant data (all zeros, 1e-30 everywhere) gives ranges of zero width, and
+    calibration where a few outliers (one 1e30) span the range leaves every other value a handful of
+    INT8 levels: either way INT8 then differs from FP32 on real inputs, without any error."""
     lo = min(float(b.min()) for b in batches)
     hi = max(float(b.max()) for b in batches)
     if hi - lo <= 1e-6 * max(1.0, abs(lo), abs(hi)):
         warnings.warn(f"every calibration value is {lo:.4g}: the INT8 ranges calibrated on it will not fit real inputs "
                       "(calibrate on samples of the data the model will see)", CalibrationWarning, stacklevel=4)
+        return
+    values = np.concatenate([b.reshape(-1)[::max(1, b.size // 250_000)] for b in batches]).astype(np.float64)
+    few = max(1, len(values) // 1000)  # on each side: the values a range set by "a few outliers" leaves out
+    if len(values) <= 2 * few:
+        return
+    q_lo, q_hi = np.partition(values, (few, len(values) - 1 - few))[[few, len(values) - 1 - few]]
+    if q_hi > q_lo and hi - lo > OUTLIER_SPAN * (q_hi - q_lo):  # (all but a few values equal: nothing to lose)
+        warnings.warn(f"the calibration data of input '{name}' spans [{lo:.4g}, {hi:.4g}], but all except its {few} "
+                      f"lowest and {few} highest values lie in [{q_lo:.4g}, {q_hi:.4g}]: a few outliers set its INT8 "
+                      "range, and the other values will quantize to a handful of levels (remove the outliers from the "
+                      "calibration data)", CalibrationWarning, stacklevel=4)
+
+
+# A calibration range this many times wider than the span of all but its few most extreme values is set by them.
+OUTLIER_SPAN = 100
 
 
 def _shape(shape: tuple) -> str:
@@ -141,6 +162,10 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
                          "make_plan (or `itexlab inspect`), or quantize its FP32 original")
     fp32 = prepare(graph)
     seconds["load_and_prepare"] = time.perf_counter() - start
+    for pattern in config.keep_fp32:  # INC matches node names from their start (re.match)
+        if not any(re.match(pattern, n.name) for n in fp32.nodes):
+            warnings.warn(f"keep_fp32 pattern {pattern!r} matches no op of the model: nothing is kept in FP32 for it "
+                          "(INC matches node names from their start)", ConfigWarning, stacklevel=2)
     if len(fp32.inputs) != 1:
         raise ModelError(f"itexlab quantizes single-input models; this one has {len(fp32.inputs)}")
     batches = calibration_batches(calibration_data, fp32, config.calibration_batches)
