@@ -22,7 +22,8 @@ def _saved(path: str) -> bool:
 
 
 def _load_array(path: str, what: str):
-    """One numeric .npy array, refused clearly when unusable."""
+    """A model's inputs from a file: one numeric .npy array (a single-input model), or an .npz with
+    one array per input name (any model); refused clearly when unusable. Pickles are never loaded."""
     import numpy as np
 
     file = pathlib.Path(path)
@@ -30,10 +31,11 @@ def _load_array(path: str, what: str):
         _fail(f"{what} file '{file}' does not exist")
     try:
         data = np.load(file, allow_pickle=False)
-    except ValueError as e:  # pickled object arrays, or not a .npy file at all
-        _fail(f"'{file}' is not a numeric .npy array ({e})")
-    if not isinstance(data, np.ndarray):
-        _fail(f"'{file}' holds several arrays (.npz); give one .npy array of {what} inputs")
+        if not isinstance(data, np.ndarray):  # an .npz: the arrays by name
+            with data:
+                data = {name: data[name] for name in data.files}
+    except (ValueError, OSError) as e:  # pickled object arrays, or not a .npy/.npz file at all
+        _fail(f"'{file}' is not a numeric .npy array or an .npz of them ({e})")
     return data
 
 
@@ -129,8 +131,11 @@ def _workload(args):
         _fail(f"'{args.model}' is neither a built-in model ({', '.join(models.BUILTIN)}) nor a model path")
     if not args.calibration:
         _fail("give calibration data with --calibration FILE.npy (samples first)")
+    from .ir import structure
+
     data = _load_array(args.calibration, "calibration")
-    return models.Workload(pathlib.Path(args.model).stem, args.model, data, None, data[:32], (1, 16))
+    sample = structure.map_values(data, lambda array: array[:32])
+    return models.Workload(pathlib.Path(args.model).stem, args.model, data, None, sample, (1, 16))
 
 
 def _quantized_for(args):
@@ -276,7 +281,8 @@ def cmd_bench(args) -> None:
 
 def _add_model_arguments(p: argparse.ArgumentParser, saved: bool = False) -> None:
     p.add_argument("model", help=MODEL_HELP + (SAVED_HELP if saved else ""))
-    p.add_argument("--calibration", help="calibration inputs as a .npy file, samples first")
+    p.add_argument("--calibration", help="calibration inputs, samples first: a .npy file, or an .npz with one array "
+                                         "per input name for a model with several inputs")
     p.add_argument("--calibration-batches", type=_positive, default=10)
     p.add_argument("--algorithm", choices=["minmax", "kl"], default="minmax")
     p.add_argument("--granularity", choices=["per_channel", "per_tensor"], default="per_channel")

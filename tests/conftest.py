@@ -19,7 +19,7 @@ from itexlab.frontend import tfgraph
 from itexlab.ir.graph import DType, Node
 from itexlab.lower.partition import make_plan
 from itexlab.lower.qdq import seven_bit_weights
-from itexlab.lower.translate import quant_params
+from itexlab.lower.qparams import quant_params
 from itexlab.measure.probe import quantize_dequantize as qdq  # noqa: F401  (QDQ pairs, as INC writes them)
 from itexlab.measure.probe import quantize_dequantize_weights as qdq_weights  # noqa: F401
 from itexlab.runtime.executor import CompiledModel
@@ -42,11 +42,13 @@ def run_itexlab(graph, x, config=None):
 def oracle_graph(graph, plan):
     """The QDQ graph stock TF runs as the oracle for a plan: the user's graph, with the 7-bit weights
     the plan chose for this CPU (the values oneDNN computes with; see qdq.seven_bit_weights), and
-    its per-tensor int8 quantizers in their per-channel form (`exact_int8_ranges`)."""
-    return exact_int8_ranges(seven_bit_weights(graph)[0] if plan.weight_bits == 7 else graph)
+    its per-tensor int8 quantizers in their per-channel form (`exact_int8_ranges`) where oneDNN
+    runs them; those the plan leaves to TF quantize as TF's kernel does there too."""
+    on_tf = {f.name for f in plan.fallback if f.op == "QuantizeV2"}
+    return exact_int8_ranges(seven_bit_weights(graph)[0] if plan.weight_bits == 7 else graph, on_tf)
 
 
-def exact_int8_ranges(graph):
+def exact_int8_ranges(graph, keep=frozenset()):
     """Per-tensor qint8 SCALED QuantizeV2 -> Dequantize pairs as per-channel pairs with the same range
     in every channel: the same quantization by definition (scale m/127), which stock TF computes as
     defined. TF's oneDNN kernel for the per-tensor form quantizes by 128/m but dequantizes by m/127,
@@ -57,7 +59,7 @@ def exact_int8_ranges(graph):
         shape = graph.tensor(node.inputs[0]).shape if node.op == "QuantizeV2" else None
         if (node.op != "QuantizeV2" or node.attrs.get("T") != "qint8" or node.attrs.get("mode") != "SCALED"
                 or node.attrs.get("axis", -1) != -1 or not shape or shape[-1] is None
-                or graph.is_constant(node.inputs[0])):
+                or graph.is_constant(node.inputs[0]) or node.name in keep):
             continue
         axis, ranges = len(shape) - 1, []
         for end, r in zip(("min", "max"), node.inputs[1:3]):

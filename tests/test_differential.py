@@ -1,9 +1,11 @@
 """Differential testing at scale: random small QDQ graphs from the translated op set, run by itexlab
 and by stock TensorFlow (the oracle), must agree within quantization steps.
 
-Each example draws a network (convolutions with any kernel, stride and padding, depthwise
-convolutions, pooling, residual adds, concats, an op with no oneDNN translation in the middle, a
-flatten + matmul or a global mean + softmax head), its weights, calibration ranges (sometimes too
+Each example draws a network (convolutions with any kernel, stride and padding and any activation
+Keras writes (sigmoid, tanh, swish, hard swish and sigmoid, GELU in its erf and tanh forms, ELU,
+leaky ReLU), depthwise convolutions, pooling, residual adds, concats, Keras 3's decomposed
+LayerNormalization, an op with no oneDNN translation in the middle, a flatten + matmul or a global
+mean + softmax head), its weights, calibration ranges (sometimes too
 narrow, as real calibration is), input signedness and batch size. The ranges are taken from an
 eager FP32 pass over the input, scaled by a random factor, exactly as INC pins them: constants.
 
@@ -24,7 +26,15 @@ from hypothesis import strategies as st
 pytestmark = pytest.mark.numerics
 
 PADDING = st.sampled_from(["SAME", "VALID"])
-ACTIVATION = st.sampled_from([None, "relu", "relu6"])
+ACTIVATION = st.sampled_from([None, "relu", "relu6", "sigmoid", "tanh", "swish", "hard_swish", "hard_sigmoid",
+                              "gelu", "gelu_tanh", "elu", "leaky_relu"])
+# Activations as Keras 3 writes them in TF ops (the patterns must recognise these forms)
+ACTIVATIONS = {
+    "sigmoid": tf.math.sigmoid, "tanh": tf.math.tanh, "swish": lambda y: y * tf.math.sigmoid(y),
+    "hard_swish": lambda y: y * (tf.nn.relu6(y + 3.0) / 6.0), "hard_sigmoid": lambda y: tf.nn.relu6(y + 3.0) / 6.0,
+    "gelu": lambda y: 0.5 * y * tf.math.erfc(-y * 0.7071067811865476),
+    "gelu_tanh": lambda y: 0.5 * y * (1.0 + tf.math.tanh(0.7978845608028654 * (y + 0.044715 * tf.pow(y, 3.0)))),
+    "elu": tf.nn.elu, "leaky_relu": lambda y: tf.nn.leaky_relu(y, 0.1)}
 LAYERS = st.one_of(
     st.fixed_dictionaries({"kind": st.just("conv"), "kernel": st.integers(1, 3), "stride": st.integers(1, 2),
                            "padding": PADDING, "channels": st.integers(1, 12), "bias": st.booleans(),
@@ -37,6 +47,7 @@ LAYERS = st.one_of(
     st.fixed_dictionaries({"kind": st.just("residual"), "activation": ACTIVATION}),
     st.fixed_dictionaries({"kind": st.just("concat"), "channels": st.integers(1, 6)}),
     st.fixed_dictionaries({"kind": st.just("fallback")}),
+    st.fixed_dictionaries({"kind": st.just("layernorm"), "scale": st.booleans(), "center": st.booleans()}),
 )
 
 
@@ -104,7 +115,19 @@ def build(net: Network):
             return q(tf.nn.relu(y), tf.quint8)
         if activation == "relu6":
             return q(tf.nn.relu6(y), tf.quint8)
-        return q(y)
+        return q(ACTIVATIONS[activation](y) if activation else y)
+
+    def layer_norm(x, layer):
+        """Keras 3's LayerNormalization, op for op: x·m + (−mean·m + beta), m = gamma·rsqrt(var + eps)."""
+        mean = tf.reduce_mean(x, -1, keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)), -1, keepdims=True)
+        m = tf.math.rsqrt(variance + 1e-3)
+        if layer["scale"]:
+            m = m * (1.0 + weight(x.shape[-1]))
+        shift = -mean * m
+        if layer["center"]:
+            shift = shift + weight(x.shape[-1]) * 0.1
+        return q(x * m + shift)
 
     def conv(x, layer):
         w = weight(layer["kernel"], layer["kernel"], x.shape[-1], layer["channels"])
@@ -139,6 +162,8 @@ def build(net: Network):
                 x = q(tf.concat(branches, -1), tf.quint8)
             elif kind == "fallback":
                 x = q(tf.math.cumsum(x, axis=3) * 0.5)  # no oneDNN translation: runs on TF in the middle
+            elif kind == "layernorm" and x.shape[-1] >= 4:  # over 2 channels, one step in is ~16 out
+                x = layer_norm(x, layer)
         if net.head == "flatten_matmul":
             flat = q(tf.reshape(x, [-1, int(np.prod(x.shape[1:]))]), tf.quint8, mode="MIN_FIRST")
             x = q(tf.matmul(flat, qdq_weights(weight(flat.shape[-1], 5), axis=1)) + weight(5) * 0.1)

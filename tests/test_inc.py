@@ -41,7 +41,7 @@ def test_calibration_progress_counts_every_batch_inc_takes():
     import numpy as np
 
     stream = io.StringIO()
-    loader = inc._CalibrationLoader([np.zeros((2, 3), np.float32)] * 4, stream)
+    loader = inc._CalibrationLoader([[np.zeros((2, 3), np.float32)]] * 4, ["x"], stream)  # 4 batches of one input
     taken = list(itertools.islice(iter(loader), 4))  # as INC does: take 4, then let go of the iterator
     del taken
     assert "4/4" in stream.getvalue()

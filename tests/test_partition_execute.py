@@ -370,3 +370,51 @@ def test_a_range_narrower_than_tf_allows_is_widened_as_tf_does():
     x = RNG.uniform(-0.01, 0.01, (2, 80)).astype(np.float32)  # softmax outputs near 1/80 = 0.0125
     plan, got = assert_matches_tf(graph, x)
     assert got[0].max() > 0.0078
+
+
+# ------------------------------------------------------------------ today's models' ops (#25)
+
+def test_keras_activations_become_one_onednn_op_each_after_a_convolution():
+    """GELU (Keras 3's erfc form), hard swish, hard sigmoid, swish: recognised by what they compute
+    and fused after the convolution they follow; the int8 results are the QDQ graph's on TF."""
+    forms = {"GELU": lambda y: 0.5 * y * tf.math.erfc(-y * 0.7071067811865476),
+             "HardSwish": lambda y: y * (tf.nn.relu6(y + 3.0) / 6.0),
+             "HardSigmoid": lambda y: tf.nn.relu6(y + 3.0) / 6.0,
+             "Sigmoid": lambda y: y * tf.math.sigmoid(y)}  # swish: Sigmoid and Multiply, fused by oneDNN
+    for kind, activation in forms.items():
+        def fn(x, activation=activation):
+            y = tf.nn.conv2d(quantized_input(x), qdq_weights(W1), 1, "SAME")
+            return qdq(activation(tf.nn.bias_add(y, B1)), -4.0, 4.0, tf.qint8)
+        plan, _ = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
+        conv = partition_with(plan, "Conv2D")
+        assert conv.quantized and kind in conv.onednn_ops, (kind, conv.onednn_ops)
+        assert [f.op for f in plan.fallback] == ["Identity"], plan.fallback
+
+
+def test_keras_layer_normalization_is_one_onednn_op():
+    gamma, beta = 1.0 + RNG.normal(size=8).astype(np.float32) * 0.1, RNG.normal(size=8).astype(np.float32) * 0.1
+
+    def fn(x):
+        y = conv_block(quantized_input(x))
+        mean = tf.reduce_mean(y, -1, keepdims=True)  # Keras 3's LayerNormalization, op for op
+        variance = tf.reduce_mean(tf.math.squared_difference(y, tf.stop_gradient(mean)), -1, keepdims=True)
+        m = tf.math.rsqrt(variance + 1e-3) * gamma
+        return qdq(y * m + (-mean * m + beta), -4.0, 4.0, tf.qint8)
+
+    plan, _ = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X, steps=3)
+    norm = partition_with(plan, "Rsqrt", "SquaredDifference", "Mean")
+    assert norm is not None and "LayerNorm" in norm.onednn_ops and len(norm.compute_nodes) >= 10
+
+
+def test_batch_matmul_and_fp32_weights_in_an_offloaded_partition():
+    """A rank-3 batch matmul (a Dense on a sequence) with FP32 weights, behind an int8 one: the FP32
+    partition reads its weights as oneDNN constants (it once read them from nowhere)."""
+    w = RNG.normal(size=(4, 6)).astype(np.float32)
+
+    def fn(x):
+        y = tf.reshape(conv_block(quantized_input(x)), [-1, 100, 8])
+        return tf.linalg.matmul(y, tf.constant(RNG.normal(size=(8, 6)).astype(np.float32))) + w[0]
+
+    plan, got = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
+    matmul = partition_with(plan, "BatchMatMulV2")
+    assert matmul is not None and any(t.constant for t in matmul.inputs) and got[0].shape == (2, 100, 6)

@@ -65,7 +65,7 @@ def test_itex_switches_are_read_from_the_environment(monkeypatch):
     (np.full((4, 16, 16, 1), np.nan, np.float32), "NaN or Inf"),
     (np.full((4, 16, 16, 1), np.inf, np.float32), "NaN or Inf"),
     ([], "empty"),
-    (42, "numpy array, a tf.data.Dataset or an iterable"),
+    (42, "an array, .* a tf.data.Dataset or an iterable of batches, not int"),
 ])
 def test_bad_calibration_data_is_rejected(graph, data, message):
     with pytest.raises(CalibrationDataError, match=message):
@@ -74,10 +74,11 @@ def test_bad_calibration_data_is_rejected(graph, data, message):
 
 def test_calibration_data_forms(graph):
     x = np.random.default_rng(0).random((10, 16, 16, 1))
-    assert [len(b) for b in calibration_batches(x, graph, 3)] == [4, 3, 3]
-    assert calibration_batches(x, graph, 3)[0].dtype == np.float32
+    # each batch: one array per model input
+    assert [[len(a) for a in b] for b in calibration_batches(x, graph, 3)] == [[4], [3], [3]]
+    assert calibration_batches(x, graph, 3)[0][0].dtype == np.float32
     dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros(10))).batch(4)
-    assert [len(b) for b in calibration_batches(dataset, graph, 5)] == [4, 4, 2]
+    assert [len(b[0]) for b in calibration_batches(dataset, graph, 5)] == [4, 4, 2]
     assert len(calibration_batches([x[:2]] * 9, graph, 5)) == 5
 
 

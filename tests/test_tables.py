@@ -6,7 +6,7 @@ from test_partition_execute import W1, X, conv_block, quantized_input
 from itexlab.ir.graph import macs, total_macs
 from itexlab.ir.plan import counts
 from itexlab.lower.partition import make_plan
-from itexlab.lower.translate import quant_params
+from itexlab.lower.qparams import quant_params
 from itexlab.measure.probe import int8_conv_chain
 from itexlab.report import tables
 from itexlab.runtime.executor import CompiledModel

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from itexlab.ir.graph import DType, Node
-from itexlab.lower.translate import quant_params, quantize_constant
+from itexlab.lower.qparams import quant_params, quantize_constant
 
 
 def quantizer(dtype, mode, axis=-1):

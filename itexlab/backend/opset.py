@@ -234,6 +234,19 @@ def _quantization(ctx: Context) -> None:
         _fail(f"{count} scales for axis {attrs['axis']} of size {size}")
 
 
+def _layer_norm(ctx: Context) -> None:
+    attrs = ctx.op.attrs
+    if attrs.get("keep_stats", True):
+        _fail("keep_stats must be false: itexlab takes the normalized tensor alone")
+    axis = attrs.get("begin_norm_axis", -1) % ctx.rank()
+    normalized = ctx.inputs[0].shape[axis:]
+    if attrs.get("use_affine", True) != (len(ctx.inputs) == 3):
+        _fail(f"use_affine {attrs.get('use_affine', True)} with {len(ctx.inputs)} inputs")
+    for info in ctx.inputs[1:]:
+        if info.shape != normalized:
+            _fail(f"a scale or shift of shape {info.shape} for normalized dimensions {normalized}")
+
+
 def _same_shape(ctx: Context) -> None:
     if ctx.inputs[0].shape != ctx.outputs[0].shape:
         _fail(f"input of shape {ctx.inputs[0].shape}, output of shape {ctx.outputs[0].shape}")
@@ -279,11 +292,21 @@ RULES: dict[str, Rule] = {
                           required=("shape", "special_zero")),
     "SoftMax": Rule((1, 1), attrs={"axis": axis_of()}, shapes=(_same_shape,)),
     "ReduceMean": _REDUCE, "ReduceSum": _REDUCE, "ReduceMax": _REDUCE, "ReduceMin": _REDUCE,
-    "ReLU": _ELEMENTWISE, "Sigmoid": _ELEMENTWISE, "Tanh": _ELEMENTWISE,
+    "ReLU": _ELEMENTWISE, "Sigmoid": _ELEMENTWISE, "Tanh": _ELEMENTWISE, "GELU": _ELEMENTWISE,
+    "HardSwish": _ELEMENTWISE, "Exp": _ELEMENTWISE, "Sqrt": _ELEMENTWISE, "Square": _ELEMENTWISE,
+    "Abs": _ELEMENTWISE,
+    "Elu": Rule((1, 1), attrs={"alpha": number}, required=("alpha",), shapes=(_same_shape,)),
+    "LeakyReLU": Rule((1, 1), attrs={"alpha": number}, required=("alpha",), shapes=(_same_shape,)),
+    "HardSigmoid": Rule((1, 1), attrs={"alpha": number, "beta": number}, required=("alpha", "beta"),
+                        shapes=(_same_shape,)),
+    "LayerNorm": Rule((1, 3), attrs={"begin_norm_axis": axis_of(), "epsilon": number, "keep_stats": boolean,
+                                     "use_affine": boolean},
+                      required=("keep_stats", "epsilon"), shapes=(_same_shape, _layer_norm)),
     "Clamp": Rule((1, 1), attrs={"min": number, "max": number}, required=("min", "max"),
                   shapes=(_same_shape,
                           lambda ctx: ctx.op.attrs["min"] <= ctx.op.attrs["max"] or _fail("min above max"))),
     "Add": _BINARY, "Multiply": _BINARY, "Subtract": _BINARY, "Maximum": _BINARY, "Minimum": _BINARY,
+    "Divide": _BINARY, "SquaredDifference": _BINARY,
     "Quantize": _QUANTIZATION, "Dequantize": _QUANTIZATION,
     "Reorder": Rule((1, 1), shapes=(_same_shape,), dtypes=("f32", "bf16", "u8", "s8")),
     "TypeCast": Rule((1, 1), shapes=(_same_shape,)),

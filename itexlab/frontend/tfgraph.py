@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb2  # noqa: E402
 
 from ..errors import ModelError, first_line  # noqa: E402
+from ..ir import structure  # noqa: E402
 from ..ir.graph import DType, Graph, Node, ShapeAttr, TensorInfo, prune_and_sort, split_ref  # noqa: E402
 
 GraphDef = graph_pb2.GraphDef
@@ -91,22 +92,73 @@ def from_concrete_function(fn) -> Graph:
     return _freeze_concrete(fn)
 
 
-def _freeze_concrete(fn) -> Graph:
+def _freeze_concrete(fn, input_nest=None) -> Graph:
+    """The frozen graph of a concrete function, with the structures of its inputs (`input_nest`, or
+    its own signature's) and outputs over the graph's flat input and output lists."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     frozen = convert_variables_to_constants_v2(fn)
     graph_def = frozen.graph.as_graph_def()
     inputs = [t.name.removesuffix(":0") for t in frozen.inputs if t.dtype != tf.resource]
     outputs = [_tensor_ref(t.name) for t in frozen.outputs]
-    return graph_from_graph_def(graph_def, inputs, outputs)
+    graph = graph_from_graph_def(graph_def, inputs, outputs)
+    if input_nest is None:
+        args, kwargs = fn.structured_input_signature
+        input_nest = kwargs if not args else args[0] if len(args) == 1 and not kwargs else list(args)
+    graph.input_structure = _nested_names(input_nest, inputs)
+    graph.output_structure = _nested_names(fn.structured_outputs, outputs)
+    return graph
+
+
+def _nested_names(nest, names: list[str]):
+    """The structure of a nest (of tensors or specs) whose leaves, in tf.nest's order, are `names`;
+    None where they are not (then the flat list is the structure)."""
+    if len(tf.nest.flatten(nest)) != len(names):
+        return None
+    order = iter(names)
+    return structure.from_nest(nest, lambda _: next(order))
 
 
 def _freeze_keras(model) -> Graph:
-    if len(model.inputs) != 1:
-        raise ModelError(f"itexlab handles single-input models; this one has {len(model.inputs)} inputs")
-    spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, name="input")
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    return _freeze_concrete(fn)
+    """A Keras model traced as it is called, with its inputs nested as the model takes them; one
+    input is named "input", several by their Keras names."""
+    nest = _keras_inputs(model)
+    flat = tf.nest.flatten(nest)
+    names = ["input"] if len(flat) == 1 else _unique([_op_name(getattr(t, "name", "") or f"input_{i}")
+                                                      for i, t in enumerate(flat)])
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=name) for t, name in zip(flat, names)]
+    fn = tf.function(lambda *xs: model(tf.nest.pack_sequence_as(nest, list(xs)), training=False))
+    return _freeze_concrete(fn.get_concrete_function(*specs), tf.nest.pack_sequence_as(nest, specs))
+
+
+def _keras_inputs(model):
+    """A Keras model's inputs, nested as it takes them: a functional model's own structure, a
+    Sequential model's one input (or list)."""
+    try:
+        return model.input
+    except (AttributeError, ValueError):  # a Sequential model has no inbound node of its own
+        pass
+    try:
+        inputs = model.inputs
+    except AttributeError:
+        raise ModelError(f"the Keras model {type(model).__name__} {model.name!r} has no defined inputs yet: build it "
+                         "(call it once, or give it a keras.Input) before quantizing") from None
+    return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def _op_name(name: str) -> str:
+    """A name TF takes for a placeholder: letters, digits and _./- only, starting with a letter."""
+    cleaned = "".join(c if c.isalnum() or c in "_.-/" else "_" for c in name.split(":")[0])
+    return cleaned if cleaned[:1].isalpha() else f"input_{cleaned}"
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    result = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        result.append(name if seen[name] == 1 else f"{name}_{seen[name] - 1}")
+    return result
 
 
 def _freeze_saved_model(path: pathlib.Path) -> Graph:
@@ -128,7 +180,7 @@ def _tensor_ref(tf_name: str) -> str:
 # ------------------------------------------------------------------------- GraphDef <-> Graph
 
 def graph_from_graph_def(graph_def: GraphDef, inputs: Sequence[str] | None = None,
-                         outputs: Sequence[str] | None = None) -> Graph:
+                         outputs: Sequence[str] | None = None, input_structure=None, output_structure=None) -> Graph:
     """Decode a GraphDef and annotate every node's outputs with dtype and static shape.
 
     Without explicit inputs/outputs, Placeholders are the inputs and nodes nobody reads the outputs.
@@ -147,7 +199,7 @@ def graph_from_graph_def(graph_def: GraphDef, inputs: Sequence[str] | None = Non
         raise ModelError("the model has no outputs")
     for node in nodes:
         node.outputs = infos[node.name]
-    return Graph(prune_and_sort(nodes, list(outputs)), list(inputs), list(outputs))
+    return Graph(prune_and_sort(nodes, list(outputs)), list(inputs), list(outputs), input_structure, output_structure)
 
 
 def _output_infos(graph_def: GraphDef) -> dict[str, list[TensorInfo]]:
@@ -292,7 +344,8 @@ def check_described(graph: Graph) -> None:
 
 def reannotate(graph: Graph) -> Graph:
     """Re-infer output dtypes/shapes after a rewrite."""
-    return graph_from_graph_def(graph_def_from_graph(graph), graph.inputs, graph.outputs)
+    return graph_from_graph_def(graph_def_from_graph(graph), graph.inputs, graph.outputs, graph.input_structure,
+                                graph.output_structure)
 
 
 def shape_problem(graph: Graph, input_shapes: Sequence[tuple[int, ...]]) -> str | None:
@@ -366,6 +419,9 @@ class GraphFunction:
     def __init__(self, graph: Graph | GraphDef, inputs: Sequence[str], outputs: Sequence[str]):
         graph_def = graph if isinstance(graph, GraphDef) else graph_def_from_graph(graph)
         self.inputs, self.outputs = list(inputs), list(outputs)
+        # called with the graph's own inputs: the model's inputs in any form (see ir.structure)
+        self._nested = graph.inputs_nested if isinstance(graph, Graph) and self.inputs == graph.inputs \
+            else structure.flat(self.inputs) if self.inputs else None
 
         def importer():
             tf.graph_util.import_graph_def(graph_def, name="")
@@ -375,7 +431,9 @@ class GraphFunction:
         self._fn = wrapped.prune([g.get_tensor_by_name(_tf_name(r)) for r in self.inputs],
                                  [g.get_tensor_by_name(_tf_name(r)) for r in self.outputs])
 
-    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, *arrays) -> list[np.ndarray]:
+        if self._nested is not None:
+            arrays = structure.arguments(self._nested, arrays)
         results = self._fn(*[tf.constant(a) for a in arrays])
         return [np.asarray(r.numpy()) for r in results]  # a scalar too: numpy() gives it as np.int32, say
 
@@ -406,11 +464,11 @@ def run_isolated(graph: Graph, arrays: Sequence[np.ndarray], env: dict[str, str]
             return [saved[f"arr_{i}"] for i in range(len(graph.outputs))]
 
 
-def tried_graph_function(graph: Graph, sample: np.ndarray) -> GraphFunction:
-    """The whole graph as a GraphFunction, once it has run on `sample` in a child process: INC's
-    graphs run on TF's oneDNN kernels, which end the process on some models (MobileNetV2's QDQ
-    graph); that becomes TensorFlowAborted here (see run_isolated)."""
-    run_isolated(graph, [sample])
+def tried_graph_function(graph: Graph, sample) -> GraphFunction:
+    """The whole graph as a GraphFunction, once it has run on `sample` (the model's inputs, in any
+    form it takes) in a child process: INC's graphs run on TF's oneDNN kernels, which end the process
+    on some models (MobileNetV2's QDQ graph); that becomes TensorFlowAborted here (see run_isolated)."""
+    run_isolated(graph, [np.asarray(a) for a in structure.arguments(graph.inputs_nested, [sample])])
     return GraphFunction(graph, graph.inputs, graph.outputs)
 
 
@@ -455,5 +513,5 @@ def grappler_constant_folding(graph: Graph) -> Graph:
     rewriter.optimizers.append("constfold")
     rewriter.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     optimized = tf_optimizer.OptimizeGraph(config, meta)
-    return graph_from_graph_def(optimized, graph.inputs, graph.outputs)
+    return graph_from_graph_def(optimized, graph.inputs, graph.outputs, graph.input_structure, graph.output_structure)
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from . import structure
 
 class DType(str):
     """A TensorFlow dtype name used as an attribute value, e.g. DType("qint8")."""
@@ -66,6 +67,17 @@ def beyond_float32(array: np.ndarray) -> int:
         return 0
     magnitude = np.abs(array)
     return int(np.count_nonzero((magnitude > FLOAT32_MAX) & np.isfinite(magnitude)))
+
+
+def fits_integers(array: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether an array of integers (or booleans) converts to an integer dtype without loss: token
+    ids come as int64 from numpy for models that take int32."""
+    if array.dtype.kind not in "biu" or np.dtype(dtype).kind not in "iu":
+        return False
+    if np.can_cast(array.dtype, dtype, "safe") or array.size == 0:
+        return True
+    limits = np.iinfo(dtype)
+    return limits.min <= int(array.min()) and int(array.max()) <= limits.max
 
 
 def split_ref(ref: str) -> tuple[str, int]:
@@ -121,11 +133,28 @@ class Graph:
     nodes: list[Node]
     inputs: list[str]   # tensor references of the graph inputs (Placeholders)
     outputs: list[str]  # tensor references of the graph outputs
+    # How the model nests its inputs and outputs over these flat lists (see ir.structure); None: a
+    # flat list. One that does not nest exactly these tensors (outputs added, say) does not apply.
+    input_structure: Any = None
+    output_structure: Any = None
 
     def __post_init__(self):
         self._by_name = {n.name: n for n in self.nodes}
         if len(self._by_name) != len(self.nodes):
             raise ValueError("graph has duplicate node names")
+        for kind, names in (("input", self.inputs), ("output", self.outputs)):
+            given = getattr(self, f"{kind}_structure")
+            if given is not None and structure.leaves(given) != list(names):
+                setattr(self, f"{kind}_structure", None)
+
+    @property
+    def inputs_nested(self) -> Any:
+        """The structure of the inputs: the model's own, or the flat list."""
+        return self.input_structure if self.input_structure is not None else structure.flat(self.inputs)
+
+    @property
+    def outputs_nested(self) -> Any:
+        return self.output_structure if self.output_structure is not None else structure.flat(self.outputs)
 
     def __contains__(self, name: str) -> bool:
         return name in self._by_name
@@ -171,7 +200,8 @@ class Graph:
     def replace(self, nodes: Iterable[Node]) -> "Graph":
         """A new graph with these nodes and the same inputs and outputs, re-sorted and pruned of
         nodes that no output depends on."""
-        return Graph(prune_and_sort(list(nodes), self.outputs), list(self.inputs), list(self.outputs))
+        return Graph(prune_and_sort(list(nodes), self.outputs), list(self.inputs), list(self.outputs),
+                     self.input_structure, self.output_structure)
 
 
 def normalize(reference: str) -> str:
@@ -229,6 +259,7 @@ def graph_to_dict(graph: Graph, arrays: dict[str, np.ndarray]) -> dict:
     """The graph as JSON-able data; array attributes (constants' values) go into `arrays`, named
     "<node>:<attribute>", so a plan's JSON stays small and the weights can live in an .npz."""
     return {"inputs": list(graph.inputs), "outputs": list(graph.outputs),
+            "input_structure": graph.input_structure, "output_structure": graph.output_structure,
             "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
                        "attrs": {k: _encode(v, f"{n.name}:{k}", arrays) for k, v in n.attrs.items()},
                        "outputs": [tensor_to_dict(t) for t in n.outputs]} for n in graph.nodes]}
@@ -243,7 +274,12 @@ def graph_from_dict(data: dict, arrays: dict[str, np.ndarray] | None = None) -> 
         nodes.append(Node(field(n, "name", str), field(n, "op", str), expect_list(field(n, "inputs", list), str),
                           {k: v for k, v in attrs.items() if v is not _MISSING},
                           [tensor_from_dict(t) for t in field(n, "outputs", list)]))
-    return Graph(nodes, expect_list(field(data, "inputs", list), str), expect_list(field(data, "outputs", list), str))
+    inputs, outputs = expect_list(field(data, "inputs", list), str), expect_list(field(data, "outputs", list), str)
+    nested = [data.get(f"{kind}_structure") for kind in ("input", "output")]  # absent in plans saved before
+    for given, names in zip(nested, (inputs, outputs)):
+        if given is not None:
+            structure.check(given, names)
+    return Graph(nodes, inputs, outputs, *nested)
 
 
 def expect(value: Any, kind: type, what: str) -> Any:

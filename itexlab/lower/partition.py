@@ -11,7 +11,7 @@ import warnings
 from ..backend import onednn, opset
 from ..config import PartitionConfig
 from ..frontend import tfgraph
-from ..ir.graph import CONSTANT_OPS, Graph, Node, split_ref
+from ..ir.graph import CONSTANT_OPS, Graph, Node, normalize, split_ref
 from ..ir.plan import Fallback, Partition, Plan, PlanNode, PlanTensor, plain
 from ..quant.prepare import drop_identities
 from .layouts import byte_concat, layout_free_tensors
@@ -68,7 +68,11 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
         else:
             compilable.append((part, kinds, names))
     candidates = compilable
-    chosen = _choose_offloaded(candidates, translation.constants, config)
+    # ITEX_TF_CONSTANT_FOLDING=1: a weighted op whose weight QDQ TF folded away has no INT8 pattern and
+    # stays on TF, as in ITEX (the plan says so for it), even where an FP32 partition could take it.
+    folded = {n.name for n in graph.nodes if config.tf_constant_folding and _weight_qdq_folded(n, graph, unfolded)}
+    chosen = _choose_offloaded([c for c in candidates if not folded & set(c[2])], translation.constants, config,
+                               graph)
     partitions: list[Partition] = []
     for part, kinds, names in candidates:
         if part.index not in chosen:
@@ -77,7 +81,8 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
             reasons.update((n, why) for n in names)
             continue
         absorbed = [split_ref(r)[0] for r in part.inputs if split_ref(r)[0] in translation.absorbed]
-        members = sorted(set(names) | set(absorbed), key=position.__getitem__)
+        grouped = [n for n, anchor in translation.covered.items() if anchor in names]  # by a pattern's op
+        members = sorted(set(names) | set(absorbed) | set(grouped), key=position.__getitem__)
         ops = [ops_by_id[i] for i in sorted(part.op_ids)]
         ops = [dataclasses.replace(op, attrs={k: plain(v) for k, v in op.attrs.items()}) for op in ops]
         references = dict.fromkeys(r for op in ops for r in op.inputs + op.outputs)
@@ -105,7 +110,8 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
             users = ", ".join(c.name for c in consumers.get(node.name, []))
             reason = f"quantizes constant weights for {users}, which stays on TF"
         else:
-            reason = reasons.get(node.name, "not in any oneDNN partition")
+            anchor = translation.covered.get(node.name, node.name)  # a pattern's nodes go where its op goes
+            reason = reasons.get(anchor, "not in any oneDNN partition")
         if config.tf_constant_folding and _weight_qdq_folded(node, graph, unfolded):
             reason = "weight QDQ was constant-folded away (ITEX_TF_CONSTANT_FOLDING=1): no INT8 pattern"
         fallback.append(Fallback(node.name, node.op, reason))
@@ -118,17 +124,31 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
 
 
 def _partitioned(graph: Graph, seven_bit: bool) -> tuple[Translation, onednn.PartitionedGraph]:
-    """The graph translated and partitioned by oneDNN. An op oneDNN's own checks refuse when it is
-    added (beyond opset's rules) stays on TF, with oneDNN's message as the reason."""
+    """The graph translated and partitioned by oneDNN. A node stays on TF, with the reason, when
+    oneDNN's own checks refuse one of its ops as it is added (beyond opset's rules), or when
+    oneDNN puts the ops it became (x³ as Square and Multiply) into different partitions: a TF node
+    runs in one place."""
     refuse: dict[str, str] = {}
     while True:
         translation = translate(graph, seven_bit_weights=seven_bit, refuse=refuse)
         try:
-            return translation, onednn.partition(translation.ops, translation.tensors, translation.constants)
+            partitioned = onednn.partition(translation.ops, translation.tensors, translation.constants)
         except opset.InvalidOp as e:
             if not e.node or e.node in refuse or e.node not in graph:
                 raise
             refuse[e.node] = f"{graph.node(e.node).op} not translated: {e}"
+            continue
+        node_of = {op.id: op.node for op in translation.ops if op.kind != "Wildcard"}
+        where: dict[str, set[int]] = {}
+        for part in partitioned.partitions:
+            for op_id in part.op_ids:
+                if op_id in node_of:
+                    where.setdefault(node_of[op_id], set()).add(part.index)
+        split = [name for name, parts in where.items() if len(parts) > 1 and name not in refuse]
+        if not split:
+            return translation, partitioned
+        refuse.update((name, f"{graph.node(name).op} not translated: oneDNN puts its ops into different partitions")
+                      for name in split)
 
 
 _warned_isa = False
@@ -154,12 +174,16 @@ def warn_if_int8_is_slow(isa: str, weight_bits: int) -> None:
     _warned_isa = True
 
 
-def _choose_offloaded(candidates, constants, config: PartitionConfig) -> set[int]:
+def _choose_offloaded(candidates, constants, config: PartitionConfig, graph: Graph) -> set[int]:
     """ITEX offloads a supported partition when it holds a Quantize/Dequantize. We also offload an
     FP32 partition whose every input comes from offloaded partitions (e.g. the last concat and
-    global pooling of Inception V3): sending its data back to TF would only add a round trip."""
+    global pooling of Inception V3), directly or through zero-copy reshapes: sending its data back
+    to TF would only add a round trip."""
     chosen = {p.index for p, kinds, _ in candidates if config.offload_fp32 or QUANTIZED_KINDS & set(kinds)}
     producer = {out: p.index for p, _, _ in candidates for out in p.outputs}
+    for node in graph.nodes:  # a view's output comes from where its input comes from
+        if runs_as_view(node, graph) and normalize(node.inputs[0]) in producer:
+            producer[node.name] = producer[normalize(node.inputs[0])]
     changed = True
     while changed:
         changed = False

@@ -3,9 +3,9 @@
 A global mean over H and W becomes an AvgPool with a whole-image window and a reshape: oneDNN 3.2
 runs ReduceMean with a reference kernel (3 ms of Inception V3's 19), pooling with a JIT one.
 
-Shared Dequantize outputs are split, one Dequantize per consumer: oneDNN 3.2 fuses
-Dequantize -> op pairs, and crashes compiling a partition where one Dequantize feeds both a
-convolution and its residual Add (found by tests/test_partition_execute.py::test_residual_add).
+Shared Dequantize outputs are split, one Dequantize per consumer (elementwise consumers share one):
+oneDNN 3.2 fuses Dequantize -> op pairs, and crashes compiling a partition where one Dequantize
+feeds both a convolution and its residual Add (found by tests/test_partition_execute.py::test_residual_add).
 
 INC leaves ConcatV2 (and a MaxPool feeding one) in FP32 and quantizes only the concat's output.
 Concat and MaxPool commute with quantization, so quantizing each input with the scale of the
@@ -35,7 +35,7 @@ import dataclasses
 import numpy as np
 
 from ..ir.graph import DType, Graph, Node, TensorInfo, normalize
-from .translate import broadcast_params, non_vnni_weights, quant_params
+from .qparams import broadcast_params, non_vnni_weights, quant_params
 
 _COMMUTING_OPS = ("ConcatV2", "MaxPool")
 
@@ -129,8 +129,17 @@ def _consumers(graph: Graph, replaced: dict[str, Node], added: list[Node]):
     return current.consumers()
 
 
+# Consumers that may share one Dequantize: elementwise ops and reductions (a LayerNorm's or a GELU's
+# ops read their input several times, and become one oneDNN op that reads it once).
+_SHARING = {"Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum", "Minimum", "SquaredDifference", "Neg", "Sigmoid",
+            "Tanh", "Relu", "Relu6", "Elu", "LeakyRelu", "Exp", "Sqrt", "Square", "Abs", "Pow", "Erf", "Erfc",
+            "Rsqrt", "Mean"}
+
+
 def split_shared_dequantize(graph: Graph) -> Graph:
-    """Give each consumer of a Dequantize its own copy (the same computation, repeated)."""
+    """Give each consumer of a Dequantize its own copy (the same computation, repeated), but for
+    elementwise consumers, which share the first one: two convolutions each need a Dequantize of
+    their own to fuse into an int8 partition, while a LayerNorm's ops must read one tensor."""
     consumers = graph.consumers()
     replaced: dict[str, Node] = {}
     added: list[Node] = []
@@ -138,6 +147,8 @@ def split_shared_dequantize(graph: Graph) -> Graph:
         users = consumers.get(node.name, [])
         if node.op != "Dequantize" or len(users) < 2:
             continue
+        sharing = [u for u in users if u.op in _SHARING]
+        users = (sharing[:1] if sharing else []) + [u for u in users if u.op not in _SHARING]
         for k, user in enumerate(users[1:], 1):
             copy = dataclasses.replace(node, name=f"{node.name}/copy_{k}")
             added.append(copy)
@@ -233,7 +244,7 @@ def without_quantization(graph: Graph, only: set[str] | None = None) -> Graph:
 
 def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
     """Round to even codes the int8 weights that oneDNN's kernels without VNNI would sum in int16
-    pairs or halve (translate.NON_VNNI_WEIGHTS): 7-bit weights on the 8-bit grid of the same range.
+    pairs or halve (qparams.NON_VNNI_WEIGHTS): 7-bit weights on the 8-bit grid of the same range.
     Returns the new graph and the ops whose weights changed.
 
     Without VNNI, oneDNN multiplies u8 data by s8 weights with vpmaddubsw, which adds two products

@@ -112,9 +112,10 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
     start = time.perf_counter()
     plan = make_plan(quantized.qdq)
     partition_seconds = time.perf_counter() - start
-    single = timing.batch_of(workload.sample, 1)  # contiguous, as every system gets it
     start = time.perf_counter()
     int8 = CompiledModel(plan)
+    sample = int8.inputs_of(workload.sample)  # one array per input, of its dtype: what every system gets
+    single = timing.batch_of(sample, 1)
     int8(single)
     first_run = time.perf_counter() - start
     s = quantized.seconds
@@ -129,7 +130,7 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
     gop = giga_ops(plan.source)
     results, floor = [], []
     for size in batch_sizes:
-        measured = timing.measure(measured_systems, workload.name, timing.batch_of(workload.sample, size), repeats,
+        measured = timing.measure(measured_systems, workload.name, timing.batch_of(sample, size), repeats,
                                  progress=progress)
         probe_result = next(r for r in measured if r.system == PROBE_SYSTEM)
         results += [r for r in measured if r.system != PROBE_SYSTEM]
@@ -145,7 +146,7 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
     if with_memory:
         graphs = {TF_FP32.name: stock, ITEXLAB_INT8.name: quantized.qdq}
         peaks = memory.measure({name: graph for name, graph in graphs.items() if name in measured_systems},
-                               workload.sample, batch_sizes)
+                               sample, batch_sizes)
     return Benchmark(workload.name, described, report, first, overhead, steps if breakdown else None, peaks, floor)
 
 
@@ -160,8 +161,7 @@ def run_saved(path: str, inputs: np.ndarray | None, batch_sizes: tuple[int, ...]
 
     model, graphs = saving.load_folder(path, ("qdq.pb",), trust)
     name = pathlib.Path(path).resolve().name
-    if inputs is None:
-        inputs = _inputs_in_calibrated_range(model, max(batch_sizes))
+    inputs = _inputs_in_calibrated_range(model, max(batch_sizes)) if inputs is None else model.inputs_of(inputs)
     runners: dict = {ITEXLAB_INT8.name: model}
     unavailable = []
     if "qdq.pb" in graphs:
@@ -177,10 +177,17 @@ def run_saved(path: str, inputs: np.ndarray | None, batch_sizes: tuple[int, ...]
                          cpu=cpu.describe())
 
 
-def _inputs_in_calibrated_range(model: CompiledModel, count: int) -> np.ndarray:
-    """Random inputs for a model saved without data: uniform over the range its input was calibrated on."""
-    spec = model.inputs[0]
-    shape = [count] + [1 if d is None else d for d in (spec.info.shape or (None,))[1:]]
-    low, high = spec.calibrated or (0.0, 1.0)
-    values = np.random.default_rng(0).uniform(low, high, shape)
-    return values.astype(spec.dtype) if spec.dtype.kind == "f" else np.clip(np.rint(values), low, high).astype(spec.dtype)
+def _inputs_in_calibrated_range(model: CompiledModel, count: int) -> list[np.ndarray]:
+    """Random inputs for a model saved without data, one array per input: uniform over the range
+    each float input was calibrated on; zeros for integer inputs (ids and masks: a range is not
+    what they were calibrated on)."""
+    rng = np.random.default_rng(0)
+    inputs = []
+    for spec in model.inputs:
+        shape = [count] + [1 if d is None else d for d in (spec.info.shape or (None,))[1:]]
+        if spec.dtype.kind != "f":
+            inputs.append(np.zeros(shape, spec.dtype))
+            continue
+        low, high = spec.calibrated or (0.0, 1.0)
+        inputs.append(rng.uniform(low, high, shape).astype(spec.dtype))
+    return inputs

@@ -49,14 +49,15 @@ class Comparison:
     def measure(self, repeats: int = 20, batch_sizes: tuple[int, ...] | None = None,
                 progress: timing.ProgressCallback | None = timing.print_progress) -> timing.Report:
         w = self.workload
+        sample = self.int8.inputs_of(w.sample)  # one array per input, of its dtype: what every system gets
         results = []
         for size in batch_sizes or w.batch_sizes:
-            results += timing.measure(self.systems, w.name, timing.batch_of(w.sample, size), repeats,
+            results += timing.measure(self.systems, w.name, timing.batch_of(sample, size), repeats,
                                       progress=progress)
         if w.evaluation is not None:
-            quality = timing.quality(self.systems, w.name, w.evaluation.x, w.evaluation.y)
+            quality = timing.quality(self.systems, w.name, self.int8.inputs_of(w.evaluation.x), w.evaluation.y)
         else:
-            quality = timing.quality(self.systems, w.name, w.sample, None)
+            quality = timing.quality(self.systems, w.name, sample, None)
         return timing.Report(results, quality, {w.name: dataclasses.asdict(counts(self.plan))},
                              {w.name: self.sizes()}, list(self.unavailable), cpu.describe())
 
@@ -72,10 +73,11 @@ def compare(workload: workloads.Workload, calibration_batches: int = 10,
                          legacy=legacy)
     plan = make_plan(quantized.qdq, partition_config)
     log("plan: " + plan.summary().replace("\n", "\n    "))
-    subject = Subject(workload.model, workload.calibration, stock, quantized, CompiledModel(plan))
+    int8 = CompiledModel(plan)
+    subject = Subject(workload.model, workload.calibration, stock, quantized, int8)
     names = [TF_FP32.name, ITEXLAB_INT8.name] + ([TF_INT8_LEGACY.name] if legacy else [])
     systems, unavailable = timing.usable_systems(chosen(names), subject, workload.name,
-                                                 timing.batch_of(workload.sample, 1))
+                                                 timing.batch_of(int8.inputs_of(workload.sample), 1))
     for u in unavailable:
         log(f"{u.system} is unavailable on this CPU: {u.reason}")
     return Comparison(workload, quantized, plan, systems, unavailable)

@@ -16,11 +16,12 @@ import numpy as np
 
 from ..config import PartitionConfig
 from ..frontend import tfgraph
+from ..ir import structure
 from ..ir.graph import Graph, normalize
 from ..ir.plan import Plan
 from ..lower.partition import make_plan
 from ..lower.qdq import without_quantization
-from ..lower.translate import quant_params, quantize_constant
+from ..lower.qparams import quant_params, quantize_constant
 from ..quant.quantization import QuantizedModel
 from ..runtime.executor import CompiledModel
 
@@ -48,7 +49,7 @@ def compare_layers(model: QuantizedModel | Plan | CompiledModel, images: np.ndar
     import pandas as pd
 
     qdq, plan = _qdq_and_plan(model, config)
-    x = np.asarray(images)[:samples]
+    x = structure.map_values(images, lambda array: np.asarray(array)[:samples])  # the model's inputs, in any form
     quantizers = activation_quantizers(qdq)
     if not quantizers:
         raise ValueError("the model has no quantized activations to compare")

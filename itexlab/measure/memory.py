@@ -18,6 +18,7 @@ import tempfile
 
 import numpy as np
 
+from ..ir import structure
 from ..ir.graph import Graph
 from .systems import ITEXLAB_INT8, TF_FP32
 
@@ -44,8 +45,9 @@ def measure(graphs: dict[str, Graph], sample: np.ndarray, batch_sizes: tuple[int
         raise ValueError(f"no memory measurement for {sorted(unknown)}; systems: {SYSTEMS}")
     results = []
     with tempfile.TemporaryDirectory(prefix="itexlab-memory-") as tmp:
-        sample_path = pathlib.Path(tmp, "sample.npy")
-        np.save(sample_path, sample)
+        sample_path = pathlib.Path(tmp, "sample.npz")  # one array per model input, in order
+        first = next(iter(graphs.values()))
+        np.savez(sample_path, *structure.flatten(first.inputs_nested, sample))
         for system, graph in graphs.items():
             model_path = pathlib.Path(tmp, f"{system}.pb")
             model_path.write_bytes(tfgraph.graph_def_from_graph(graph).SerializeToString())
@@ -80,7 +82,8 @@ def _child(system: str, model_path: str, sample_path: str, batch_sizes: list[int
         run = CompiledModel(make_plan(graph))
     del graph  # what stays is what the system itself keeps
     loaded = _peak_mb()
-    sample = np.load(sample_path)
+    with np.load(sample_path) as saved:
+        sample = [saved[f"arr_{i}"] for i in range(len(saved.files))]
     rows = []
     for size in batch_sizes:
         batch = batch_of(sample, size)

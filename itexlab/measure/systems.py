@@ -39,6 +39,11 @@ class System:
     build: Callable[[Subject], Runner]    # may raise: the system is then unavailable here, with the reason
 
 
+def _one_sample(s: Subject) -> list:
+    """The first calibration sample, one array per model input (INC's graphs are tried on it)."""
+    return [array[:1] for array in s.int8.inputs_of(s.calibration)]
+
+
 def _tf_fp32(s: Subject) -> Runner:
     from ..frontend import tfgraph
 
@@ -50,13 +55,13 @@ def _tf_int8_legacy(s: Subject) -> Runner:
 
     if s.quantized.legacy is None:
         raise ValueError("the model was quantized without legacy=True: INC made no legacy graph")
-    return tfgraph.legacy_int8_function(s.quantized.legacy, s.calibration[:1])
+    return tfgraph.legacy_int8_function(s.quantized.legacy, _one_sample(s))
 
 
 def _tf_qdq(s: Subject) -> Runner:
     from ..frontend import tfgraph
 
-    return tfgraph.tried_graph_function(s.quantized.qdq, s.calibration[:1])
+    return tfgraph.tried_graph_function(s.quantized.qdq, _one_sample(s))
 
 
 def _tflite_int8(s: Subject) -> Runner:

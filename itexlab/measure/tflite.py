@@ -31,6 +31,8 @@ def int8_system(keras_model, calibration: np.ndarray, threads: int) -> Callable[
 
     if isinstance(keras_model, (str, os.PathLike)) and str(keras_model).endswith(".keras"):
         keras_model = keras.models.load_model(keras_model, compile=False)
+    if isinstance(keras_model, keras.Model) and len(keras_model.inputs) != 1:
+        raise TypeError(f"the TFLite comparison here runs single-input models; this one has {len(keras_model.inputs)}")
     if not isinstance(keras_model, keras.Model):
         raise TypeError(f"TFLite's converter takes a Keras model, not {type(keras_model).__name__} "
                         f"({keras_model if isinstance(keras_model, (str, os.PathLike)) else 'in memory'})")
@@ -41,7 +43,8 @@ def int8_system(keras_model, calibration: np.ndarray, threads: int) -> Callable[
     flatbuffer = converter.convert()
     interpreters: dict[int, Interpreter] = {}
 
-    def run(batch: np.ndarray) -> list[np.ndarray]:
+    def run(*inputs) -> list[np.ndarray]:
+        batch = np.asarray(inputs[0][0] if isinstance(inputs[0], (list, tuple)) else inputs[0])  # its one input
         interpreter = interpreters.get(len(batch))
         if interpreter is None:  # one interpreter per batch size, resized once
             interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import first_line
+from ..ir import structure
 from .systems import BASELINE, SUBJECT, Subject, System
 
 
@@ -163,11 +164,11 @@ def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batc
                 fn(batch)
                 times.append(time.perf_counter() - start)
         if progress:
-            progress(f"{model} batch {len(batch)}", i + 1, repeats)
+            progress(f"{model} batch {batch_size(batch)}", i + 1, repeats)
     results = []
     for name, ts in steady.items():
         q1, median, q3 = np.percentile(ts, [25, 50, 75])
-        results.append(Result(name, model, len(batch), 1000 * median, 1000 * (q3 - q1), len(batch) / median,
+        results.append(Result(name, model, batch_size(batch), 1000 * median, 1000 * (q3 - q1), batch_size(batch) / median,
                               switch_ms=1000 * float(np.median(switch[name]))))
     base = next((r for r in results if r.system == BASELINE), None)
     if base:
@@ -176,14 +177,22 @@ def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batc
     return results
 
 
-def batch_of(sample: np.ndarray, size: int) -> np.ndarray:
-    """`size` inputs drawn from the sample (repeating it when it is smaller)."""
-    reps = -(-size // len(sample))
-    return np.ascontiguousarray(np.concatenate([sample] * reps)[:size])
+def batch_size(inputs) -> int:
+    """The batch size of a model's inputs: an array, or arrays nested as the model takes them."""
+    return len(structure.first_value(inputs))
 
 
-def predictions(fn: Callable[[np.ndarray], Sequence[np.ndarray]], x: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([np.asarray(fn(x[i:i + batch])[0]) for i in range(0, len(x), batch)])
+def batch_of(sample, size: int):
+    """`size` inputs drawn from the sample (repeating it when it is smaller); a multi-input model's
+    sample is its inputs nested as it takes them, each cut alike."""
+    reps = -(-size // batch_size(sample))
+    return structure.map_values(sample, lambda a: np.ascontiguousarray(np.concatenate([a] * reps)[:size]))
+
+
+def predictions(fn: Callable, x, batch: int = 64) -> np.ndarray:
+    """The first output of `fn` on all of x, `batch` samples at a time."""
+    return np.concatenate([np.asarray(fn(structure.map_values(x, lambda a: a[i:i + batch]))[0])
+                           for i in range(0, batch_size(x), batch)])
 
 
 def quality(systems: dict[str, Callable], model: str, x: np.ndarray, labels: np.ndarray | None) -> list[Quality]:

@@ -130,7 +130,8 @@ def autotune(model, calibration, eval_fn: Callable[[Runner], float], tolerable_l
     config = config or QuantConfig()
     first = quantize(model, calibration, config, progress=progress)
     batches = calibration_batches(calibration, first.fp32, config.calibration_batches)
-    culprits = _ops_by_sensitivity(first, _ops_where_error_enters(first, batches[0][:samples], partition)[:candidates],
+    first_samples = [array[:samples] for array in batches[0]]
+    culprits = _ops_by_sensitivity(first, _ops_where_error_enters(first, first_samples, partition)[:candidates],
                                    eval_fn, partition)
     configs = [dataclasses.replace(config, keep_fp32=config.keep_fp32 + tuple(re.escape(n) + "$" for n in culprits[:k]))
                for k in range(min(max_trials, len(culprits) + 1))]
@@ -144,8 +145,9 @@ def autotune(model, calibration, eval_fn: Callable[[Runner], float], tolerable_l
             baseline.append(_metric(eval_fn, fp32, "the FP32 model"))
             return baseline[0]
         trial = len(trials)
-        qdq = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(graph_def, first.fp32.inputs, first.fp32.outputs),
-                                    batches)
+        fp32 = first.fp32
+        qdq = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(graph_def, fp32.inputs, fp32.outputs, fp32.input_structure,
+                                                                 fp32.output_structure), batches)
         plan = make_plan(qdq, partition)
         compiled = CompiledModel(plan)
         metric = _metric(eval_fn, compiled, f"trial {trial + 1}")
@@ -157,7 +159,8 @@ def autotune(model, calibration, eval_fn: Callable[[Runner], float], tolerable_l
         models.append((compiled, dataclasses.replace(first, qdq=qdq, config=configs[trial])))
         return metric
 
-    inc.autotune(tfgraph.graph_def_from_graph(first.fp32), configs, batches, evaluate, tolerable_loss, max_trials)
+    inc.autotune(tfgraph.graph_def_from_graph(first.fp32), configs, batches, first.fp32.inputs, evaluate,
+                 tolerable_loss, max_trials)
     frame = pd.DataFrame(trials)
     meeting = [i for i, t in enumerate(trials) if t["meets"]]
     best = meeting[0] if meeting else int(np.argmax([t["metric"] for t in trials]))

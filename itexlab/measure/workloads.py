@@ -18,10 +18,10 @@ class Workload:
     """A model with what it takes to quantize, evaluate and benchmark it."""
 
     name: str
-    model: object                          # a keras.Model
-    calibration: np.ndarray
+    model: object                          # a keras.Model (or a model path)
+    calibration: object                    # the model's inputs, samples first: an array, or arrays by input name
     evaluation: data.Split | None          # labelled data, when there is any
-    sample: np.ndarray                     # unlabelled inputs for agreement checks
+    sample: object                         # unlabelled inputs (as calibration) for agreement checks and timing
     batch_sizes: tuple[int, ...]           # batch 1 and a throughput batch
 
 

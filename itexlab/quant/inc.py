@@ -97,9 +97,9 @@ def _contained(itex_mode: bool) -> Iterator[None]:
 class _CalibrationLoader:
     """The loader INC iterates: (inputs, labels) pairs with a batch_size, reporting progress."""
 
-    def __init__(self, batches: Sequence[np.ndarray], progress: TextIO | None):
-        self.batches, self.progress = batches, progress
-        self.batch_size = len(batches[0])
+    def __init__(self, batches: Sequence[list[np.ndarray]], names: Sequence[str], progress: TextIO | None):
+        self.batches, self.names, self.progress = batches, list(names), progress
+        self.batch_size = len(batches[0][0])
 
     def __iter__(self):
         from tqdm.auto import tqdm
@@ -109,7 +109,9 @@ class _CalibrationLoader:
         try:
             for batch in self.batches:
                 bar.update()  # counted when handed out: INC stops asking after its last batch
-                yield batch, np.zeros(len(batch), np.int64)
+                # several inputs: INC feeds a dict by placeholder name (its sampling loop, INC 3.10)
+                inputs = batch[0] if len(batch) == 1 else dict(zip(self.names, batch))
+                yield inputs, np.zeros(len(batch[0]), np.int64)
         finally:  # INC may stop before exhausting us
             bar.close()
 
@@ -130,8 +132,9 @@ def _static_config(config: QuantConfig):
     return inc_config
 
 
-def autotune(graph_def: GraphDef, configs: Sequence[QuantConfig], batches: Sequence[np.ndarray],
-             evaluate: Callable[[GraphDef], float], tolerable_loss: float, max_trials: int) -> None:
+def autotune(graph_def: GraphDef, configs: Sequence[QuantConfig], batches: Sequence[list[np.ndarray]],
+             names: Sequence[str], evaluate: Callable[[GraphDef], float], tolerable_loss: float,
+             max_trials: int) -> None:
     """INC's accuracy-driven tuning over `configs`, in order, with INC's criterion (stop at the first
     whose metric is within `tolerable_loss`, relative, of the FP32 baseline, or after max_trials).
     `evaluate` is called with the FP32 graph first (INC's baseline), then with each trial's QDQ
@@ -155,14 +158,14 @@ def autotune(graph_def: GraphDef, configs: Sequence[QuantConfig], batches: Seque
     inc_logger.setLevel(logging.ERROR)
     try:
         with _contained(itex_mode=True), contextlib.redirect_stdout(io.StringIO()):
-            inc_autotune(graph_def, tuning, evaluate_in_qdq_mode, calib_dataloader=_CalibrationLoader(batches, None),
+            inc_autotune(graph_def, tuning, evaluate_in_qdq_mode, calib_dataloader=_CalibrationLoader(batches, names, None),
                          calib_iteration=len(batches))
     finally:
         inc_logger.setLevel(saved_level)
 
 
-def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndarray], *, qdq: bool,
-             progress: bool = True) -> GraphDef:
+def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[list[np.ndarray]], names: Sequence[str], *,
+             qdq: bool, progress: bool = True) -> GraphDef:
     """Static post-training quantization of a frozen FP32 graph with INC.
 
     qdq=True gives the QDQ graph (QuantizeV2 -> Dequantize around FP32 ops) for oneDNN Graph;
@@ -177,7 +180,7 @@ def quantize(graph_def: GraphDef, config: QuantConfig, batches: Sequence[np.ndar
     inc_logger.setLevel(logging.ERROR)  # INC logs every graph pass at INFO and prints its config
     try:
         with _contained(itex_mode=qdq), contextlib.redirect_stdout(io.StringIO()) as inc_output:
-            model = quantize_model(graph_def, inc_config, calib_dataloader=_CalibrationLoader(batches, stream),
+            model = quantize_model(graph_def, inc_config, calib_dataloader=_CalibrationLoader(batches, names, stream),
                                    calib_iteration=len(batches))
     finally:
         inc_logger.setLevel(saved_level)

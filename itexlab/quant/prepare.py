@@ -14,6 +14,8 @@ import numpy as np
 
 from ..frontend import tfgraph
 from ..ir.graph import CONSTANT_OPS, PURE_TF_OPS, DType, Graph, Node, normalize, split_ref
+from .einsum import einsum_as_matmul
+from .shapes import static_shapes
 
 # Folding evaluates subgraphs on TF: only pure tensor ops (no files, I/O, Python, state or randomness:
 # a model may come from a stranger), and not the constants and inputs themselves.
@@ -22,12 +24,16 @@ _WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
 def prepare(graph: Graph) -> Graph:
-    """Identity removal, Flatten shape folding, constant folding, BatchNorm/affine folding."""
+    """Identity removal, static shapes, constant folding, BatchNorm/affine folding, Einsum as
+    batch matmuls."""
     graph = drop_identities(graph)
     graph = fold_flatten_shapes(graph)
+    graph = static_shapes(graph)
     graph = fold_constants(graph)
+    graph = drop_identities(graph)  # Transposes whose permutation only now is a constant
     graph = fold_batch_norms(graph)
     graph = fold_affine_into_weights(graph)
+    graph = einsum_as_matmul(graph)
     return tfgraph.reannotate(graph)
 
 
@@ -37,18 +43,33 @@ def _rewire(nodes: list[Node], mapping: dict[str, str]) -> list[Node]:
             if any(normalize(r) in mapping for r in n.inputs) else n for n in nodes]
 
 
+# Ops that forward their first input unchanged in a frozen graph (gradients are of no concern here).
+_FORWARDING = ("Identity", "StopGradient", "PreventGradient", "Snapshot")
+
+
+def _forwards(node: Node, graph: Graph) -> bool:
+    """Whether a node's output is its first input: an Identity and its kin, a one-input IdentityN,
+    a Transpose by the identity permutation (Keras' Tensordot writes one)."""
+    if node.op in _FORWARDING or (node.op == "IdentityN" and len(node.inputs) == 1):
+        return True
+    if node.op == "Transpose":
+        order = graph.constant(node.inputs[1])
+        return order is not None and list(np.atleast_1d(order)) == list(range(np.size(order)))
+    return False
+
+
 def drop_identities(graph: Graph) -> Graph:
-    """Identity/NoOp nodes are noise in a frozen graph: every reader reads the Identity's source
-    instead; an Identity that is a graph output stays, for the output alone."""
+    """Identity/NoOp nodes (and other forwarding ops) are noise in a frozen graph: every reader
+    reads the source instead; one that is a graph output stays, for the output alone."""
     outputs = {split_ref(r)[0] for r in graph.outputs}
     mapping: dict[str, str] = {}
     kept = []
     for node in graph.nodes:
-        if node.op == "Identity":
+        if _forwards(node, graph):
             source = normalize(node.inputs[0])
             mapping[node.name] = mapping.get(source, source)
             if node.name in outputs:
-                kept.append(dataclasses.replace(node, inputs=[mapping[node.name]]))
+                kept.append(dataclasses.replace(node, inputs=[mapping[node.name], *node.inputs[1:]]))
         elif node.op != "NoOp":
             kept.append(node)
     return graph.replace(_rewire(kept, mapping))

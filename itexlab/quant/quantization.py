@@ -8,15 +8,16 @@ import os
 import re
 import time
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from ..config import ConfigWarning, QuantConfig
 from ..errors import CalibrationDataError, ModelError
 from ..frontend import tfgraph
+from ..ir import structure
 from ..ir.graph import (FLOAT32_MAX, QDQ_OPS, QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, beyond_float32,
-                        normalize, split_ref)
+                        fits_integers, normalize, split_ref)
 from . import inc
 from .prepare import prepare
 
@@ -32,44 +33,102 @@ class QuantizedModel:
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # time per stage
 
 
-def calibration_batches(data: Any, graph: Graph, count: int) -> list[np.ndarray]:
-    """Turn a numpy array (samples first), a tf.data.Dataset or an iterable of batches into at most
-    `count` validated batches of the model's input dtype. Raises CalibrationDataError naming the
-    problem in terms of what the caller gave (the whole array, not the batches split from it)."""
-    info = graph.tensor(graph.inputs[0])
+Batch = list  # one array per model input, in the order of the graph's inputs
+
+
+def calibration_batches(data: Any, graph: Graph, count: int) -> list[Batch]:
+    """Turn calibration data into at most `count` validated batches, each one array per model input
+    (in graph.inputs order), of the inputs' dtypes. The data may be an array (samples first) for a
+    single-input model; the model's inputs as it takes them (a dict by input name, a list or tuple
+    in its order, nested as the model nests them), each samples first, for any model; or a
+    tf.data.Dataset or any iterable of batches in either form (or of (inputs, labels) pairs).
+    CalibrationDataError names the problem in terms of what the caller gave."""
     if isinstance(data, (str, bytes, os.PathLike)):
         raise CalibrationDataError(f"calibration data is a path ({data!r}); load the array first, e.g. np.load(path)")
-    if isinstance(data, np.ndarray):
-        if data.ndim == 0 or len(data) == 0:
+    whole = _inputs_of(data, graph) if not _is_batch_iterable(data, graph) else None
+    if whole is None and isinstance(data, Mapping):
+        missing, unknown = sorted(set(graph.inputs) - set(data)), sorted(set(data) - set(graph.inputs))
+        raise CalibrationDataError(f"calibration data is {structure.describe_value(data)}; the model takes "
+                                   f"{structure.describe(graph.inputs_nested)} (as {', '.join(map(repr, graph.inputs))})"
+                                   + (f": no {', '.join(map(repr, missing))}" if missing else "")
+                                   + (f", unknown {', '.join(map(repr, unknown))}" if unknown else ""))
+    if whole is not None:
+        for name, array in zip(graph.inputs, whole):
+            _check_batch(array, graph.tensor(name), _where("calibration data", name, graph))
+        sizes = {len(a) for a in whole}
+        if len(sizes) > 1:
+            raise CalibrationDataError(f"calibration data has {', '.join(f'{len(a)} samples of {n!r}' for n, a in zip(graph.inputs, whole))}: "
+                                       "every input needs as many samples")
+        size = sizes.pop()
+        if size == 0:
             raise CalibrationDataError("calibration data is empty")
-        _check_batch(data, info, "calibration data")
-        batches: Iterable[Any] = np.array_split(data, min(count, len(data)))
+        parts = np.array_split(np.arange(size), min(count, size))
+        batches: Iterable[Any] = ([a[index[0]:index[-1] + 1] for a in whole] for index in parts)
     else:
         try:
             batches = iter(data)
         except TypeError:
             raise CalibrationDataError(
-                f"calibration data must be a numpy array, a tf.data.Dataset or an iterable of batches, "
-                f"not {type(data).__name__}") from None
+                f"calibration data must be an array, the model's inputs ({structure.describe(graph.inputs_nested)}), "
+                f"a tf.data.Dataset or an iterable of batches, not {type(data).__name__}") from None
     result = []
     for i, batch in enumerate(batches):
         if len(result) == count:
             break
-        if isinstance(batch, (tuple, list)) and len(batch) == 2 and not isinstance(batch[0], (int, float)):
-            batch = batch[0]  # (inputs, labels) pairs, as Keras and tf.data yield them
-        result.append(_check_batch(np.asarray(batch), info, f"calibration batch {i}"))
+        arrays = _inputs_of(batch, graph)
+        if arrays is None and isinstance(batch, (tuple, list)) and len(batch) == 2:
+            arrays = _inputs_of(batch[0], graph)  # (inputs, labels) pairs, as Keras and tf.data yield them
+        if arrays is None:
+            raise CalibrationDataError(f"calibration batch {i} is {structure.describe_value(batch)}; the model takes "
+                                       f"{structure.describe(graph.inputs_nested)} (as {', '.join(map(repr, graph.inputs))})")
+        checked = [_check_batch(a, graph.tensor(n), _where(f"calibration batch {i}", n, graph))
+                   for n, a in zip(graph.inputs, arrays)]
+        if len({len(a) for a in checked}) > 1:
+            raise CalibrationDataError(f"calibration batch {i} has inputs of different batch sizes "
+                                       f"({', '.join(f'{n!r}: {len(a)}' for n, a in zip(graph.inputs, checked))})")
+        result.append(checked)
     if not result:
         raise CalibrationDataError("calibration data is empty")
-    _warn_if_degenerate(result, graph.inputs[0])
+    for k, name in enumerate(graph.inputs):
+        if result[0][k].dtype.kind == "f":
+            _warn_if_degenerate([batch[k] for batch in result], name)
     return result
+
+
+def _where(what: str, name: str, graph: Graph) -> str:
+    return what if len(graph.inputs) == 1 else f"{what} for input {name!r}"
+
+
+def _is_batch_iterable(data: Any, graph: Graph) -> bool:
+    """Whether data is a sequence of batches rather than the model's inputs: a list or tuple whose
+    items are batches for a single-input model, or are themselves structures for a multi-input one."""
+    if isinstance(data, np.ndarray) or hasattr(data, "shape") or isinstance(data, dict):
+        return False
+    if not isinstance(data, (list, tuple)):
+        return True  # a tf.data.Dataset, a generator, ...
+    return len(graph.inputs) == 1 or _inputs_of(data, graph) is None
+
+
+def _inputs_of(value: Any, graph: Graph) -> list[np.ndarray] | None:
+    """The model's inputs, one array each in graph.inputs order, from a value in any accepted form;
+    None when it is not one (e.g. a batch of batches)."""
+    try:
+        flat = structure.flatten(graph.inputs_nested, value)
+    except ValueError:
+        return None
+    if any(isinstance(a, (dict, list, tuple, str, bytes)) or not hasattr(np.asarray(a), "dtype") for a in flat):
+        return None
+    arrays = [np.asarray(a) for a in flat]
+    return None if any(a.dtype.kind not in "biuf" for a in arrays) and len(graph.inputs) > 1 else arrays
 
 
 def _check_batch(batch: np.ndarray, info: TensorInfo, where: str) -> np.ndarray:
     expected, dtype = info.shape, np.dtype(QUANTIZED_DTYPES.get(info.dtype, info.dtype))
     if dtype.kind == "f" and batch.dtype.kind != "f":
         raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes {dtype} input")
-    if dtype.kind != "f" and batch.dtype != dtype and not np.can_cast(batch.dtype, dtype, "safe"):
-        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes {dtype} input")
+    if dtype.kind != "f" and batch.dtype != dtype and not fits_integers(batch, dtype):
+        raise CalibrationDataError(f"{where} has dtype {batch.dtype}; the model takes {dtype} input"
+                                   + (" (and its values do not fit)" if batch.dtype.kind in "iu" else ""))
     if expected is not None:
         if batch.ndim != len(expected):
             single = batch.ndim == len(expected) - 1 and all(w is None or g == w for g, w in zip(batch.shape, expected[1:]))
@@ -137,7 +196,7 @@ def freeze_dynamic_ranges(graph: Graph, batches: list[np.ndarray]) -> Graph:
         return graph
     dynamic = list(dict.fromkeys(normalize(r) for r in dynamic))
     measure = tfgraph.GraphFunction(graph, graph.inputs, dynamic)
-    values = [measure(batch) for batch in batches]
+    values = [measure(*batch) for batch in batches]
     nodes = {}
     for i, r in enumerate(dynamic):
         observed = np.stack([np.asarray(v[i], np.float32) for v in values])
@@ -166,17 +225,16 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
         if not any(re.match(pattern, n.name) for n in fp32.nodes):
             warnings.warn(f"keep_fp32 pattern {pattern!r} matches no op of the model: nothing is kept in FP32 for it "
                           "(INC matches node names from their start)", ConfigWarning, stacklevel=2)
-    if len(fp32.inputs) != 1:
-        raise ModelError(f"itexlab quantizes single-input models; this one has {len(fp32.inputs)}")
     batches = calibration_batches(calibration_data, fp32, config.calibration_batches)
     graph_def = tfgraph.graph_def_from_graph(fp32)
 
     def run_inc(qdq: bool) -> Graph:
         start = time.perf_counter()
-        result = inc.quantize(graph_def, config, batches, qdq=qdq, progress=progress)
+        result = inc.quantize(graph_def, config, batches, fp32.inputs, qdq=qdq, progress=progress)
         seconds["inc_qdq" if qdq else "inc_legacy"] = time.perf_counter() - start
         start = time.perf_counter()
-        graph = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs), batches)
+        graph = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(result, fp32.inputs, fp32.outputs,
+                                                                   fp32.input_structure, fp32.output_structure), batches)
         seconds["import_qdq" if qdq else "import_legacy"] = time.perf_counter() - start
         return graph
 

@@ -18,7 +18,8 @@ import numpy as np
 from ..backend import onednn
 from ..errors import InputError, ModelError
 from ..frontend import tfgraph
-from ..ir.graph import FLOAT32_MAX, Graph, TensorInfo, beyond_float32, normalize
+from ..ir import structure
+from ..ir.graph import FLOAT32_MAX, Graph, TensorInfo, beyond_float32, fits_integers, normalize
 from ..ir.plan import Fallback, OneDnnOp, Plan, check
 from .schedule import identity_aliases, resolve, schedule
 
@@ -44,6 +45,7 @@ class InputSpec:
     info: TensorInfo
     dtype: np.dtype
     calibrated: tuple[float, float] | None   # (min, max) of the QuantizeV2s that read it directly
+    label: str = ""                          # "input 0", or "input 1 ('attention_mask')" among several
 
     @classmethod
     def of(cls, graph: Graph, index: int) -> "InputSpec":
@@ -53,29 +55,30 @@ class InputSpec:
                   if q.op == "QuantizeV2" and all(graph.is_constant(r) for r in q.inputs[1:3])]
         calibrated = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges)) if ranges else None
         info = graph.tensor(reference)
-        return cls(index, info, np.dtype(NUMPY_DTYPES[info.dtype]), calibrated)
+        label = f"input {index}" if len(graph.inputs) == 1 else f"input {index} ({reference!r})"
+        return cls(index, info, np.dtype(NUMPY_DTYPES[info.dtype]), calibrated, label)
 
     def check(self, x, check_values: bool) -> np.ndarray:
         """The input as the executor takes it, or InputError. Attribute tests and a plain loop, no
         numpy type predicates: at AlexNet's 0.15 ms per image, the check was 1% of the run."""
         x = np.asarray(x)
         if self.dtype.kind == "f" and x.dtype.kind != "f":
-            raise InputError(f"input {self.index} has dtype {x.dtype}; the model takes {self.dtype}")
-        if self.dtype.kind != "f" and x.dtype != self.dtype and not np.can_cast(x.dtype, self.dtype, "safe"):
+            raise InputError(f"{self.label} has dtype {x.dtype}; the model takes {self.dtype}")
+        if self.dtype.kind != "f" and x.dtype != self.dtype and not fits_integers(x, self.dtype):
             lost = " (fractions and values outside its range would be lost: convert it yourself)" \
                 if x.dtype.kind == "f" else ""
-            raise InputError(f"input {self.index} has dtype {x.dtype}; the model takes {self.dtype}{lost}")
+            raise InputError(f"{self.label} has dtype {x.dtype}; the model takes {self.dtype}{lost}")
         shape = self.info.shape
         if shape is not None:
             fits = x.ndim == len(shape)
             for got, want in zip(x.shape, shape):
                 fits = fits and (want is None or got == want)
             if not fits:
-                raise InputError(f"input {self.index} has shape {x.shape}; the model takes {self.info.describe()}")
+                raise InputError(f"{self.label} has shape {x.shape}; the model takes {self.info.describe()}")
         if x.size == 0:
-            raise InputError(f"input {self.index} is empty (shape {x.shape})")
+            raise InputError(f"{self.label} is empty (shape {x.shape})")
         if check_values and self.dtype == np.float32 and beyond_float32(x):
-            raise InputError(f"input {self.index} holds {beyond_float32(x)} value(s) out of float32 range "
+            raise InputError(f"{self.label} holds {beyond_float32(x)} value(s) out of float32 range "
                              f"(beyond ±{FLOAT32_MAX:.4g}), which the model's float32 input cannot hold")
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if check_values and self.dtype.kind == "f":
@@ -86,13 +89,13 @@ class InputSpec:
         lo, hi = float(x.min()), float(x.max())  # NaN propagates through both
         if not (-math.inf < lo and hi < math.inf):
             bad = int(np.count_nonzero(~np.isfinite(x)))
-            raise InputError(f"input {self.index} holds {bad} NaN or infinite value(s) of {x.size}: INT8 would "
+            raise InputError(f"{self.label} holds {bad} NaN or infinite value(s) of {x.size}: INT8 would "
                              "turn them into ordinary-looking numbers (check_values=False skips this check)")
         if self.calibrated is not None:
             low, high = self.calibrated
             width = high - low
             if lo < low - width or hi > high + width:
-                warnings.warn(f"input {self.index} spans [{lo:.4g}, {hi:.4g}], but the model was calibrated on "
+                warnings.warn(f"{self.label} spans [{lo:.4g}, {hi:.4g}], but the model was calibrated on "
                               f"[{low:.4g}, {high:.4g}]: INT8 clamps everything outside that range (check the "
                               "input's scaling)", InputRangeWarning, stacklevel=4)
 
@@ -151,12 +154,29 @@ class CompiledModel:
 
     # ---------------------------------------------------------------------------------- running
 
-    def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        if len(inputs) != len(self.inputs):
-            raise InputError(f"the model takes {len(self.inputs)} input(s), got {len(inputs)}")
-        arrays = [spec.check(x, self.check_values) for spec, x in zip(self.inputs, inputs)]
+    def __call__(self, *inputs) -> list[np.ndarray]:
+        """The model's outputs, as a flat list, for its inputs: one array, the inputs as the model
+        nests them (a dict by input name, say), or one array per input in order."""
+        arrays = self.inputs_of(*inputs)
         self._check_shapes(arrays)
         return self._run(arrays)
+
+    def inputs_of(self, *inputs) -> list[np.ndarray]:
+        """The model's inputs as it runs them: one checked array per input, in the graph's order,
+        of the input's dtype (InputError names what does not fit). Comparisons feed every system
+        these same arrays."""
+        nested, names = self.plan.source.inputs_nested, self.plan.source.inputs
+        try:
+            inputs = structure.arguments(nested, inputs)
+        except ValueError:
+            given = structure.describe_value(inputs[0] if len(inputs) == 1 else list(inputs))
+            raise InputError(f"the model takes {len(names)} input(s) ({', '.join(map(repr, names))}) as "
+                             f"{structure.describe(nested)}, got {given}") from None
+        arrays = [spec.check(x, self.check_values) for spec, x in zip(self.inputs, inputs)]
+        if len({len(a) for a in arrays if a.ndim}) > 1:
+            raise InputError("the inputs have different batch sizes (" + ", ".join(
+                f"{name!r}: {len(a)}" for name, a in zip(self.plan.source.inputs, arrays)) + ")")
+        return arrays
 
     def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run checked inputs. Input shapes for which oneDNN cannot compile a partition (oneDNN 3.2:

@@ -63,7 +63,13 @@ dg::op::kind op_kind_from_name(const std::string &name) {
         {"StaticTranspose", k::StaticTranspose}, {"TypeCast", k::TypeCast},
         {"Wildcard", k::Wildcard}, {"Sigmoid", k::Sigmoid},
         {"Tanh", k::Tanh},         {"Subtract", k::Subtract},
-        {"Maximum", k::Maximum},   {"Minimum", k::Minimum}};
+        {"Maximum", k::Maximum},   {"Minimum", k::Minimum},
+        {"Divide", k::Divide},     {"SquaredDifference", k::SquaredDifference},
+        {"Elu", k::Elu},           {"LeakyReLU", k::LeakyReLU},
+        {"GELU", k::GELU},         {"HardSwish", k::HardSwish},
+        {"HardSigmoid", k::HardSigmoid}, {"LayerNorm", k::LayerNorm},
+        {"Exp", k::Exp},           {"Sqrt", k::Sqrt},
+        {"Square", k::Square},     {"Abs", k::Abs}};
     auto it = table.find(name);
     if (it == table.end()) throw std::invalid_argument("unknown oneDNN op kind '" + name + "'");
     return it->second;
@@ -85,7 +91,9 @@ dg::op::attr attr_from_name(const std::string &name) {
         {"transpose_b", a::transpose_b}, {"auto_broadcast", a::auto_broadcast},
         {"auto_pad", a::auto_pad},     {"data_format", a::data_format},
         {"qtype", a::qtype},           {"rounding_type", a::rounding_type},
-        {"weights_format", a::weights_format}};
+        {"weights_format", a::weights_format}, {"epsilon", a::epsilon},
+        {"begin_norm_axis", a::begin_norm_axis}, {"keep_stats", a::keep_stats},
+        {"use_affine", a::use_affine}};
     auto it = table.find(name);
     if (it == table.end()) throw std::invalid_argument("unknown oneDNN op attribute '" + name + "'");
     return it->second;
