@@ -26,7 +26,8 @@ def test_numerics_under_isa(isa):
     if reached != isa:
         pytest.skip(f"cannot emulate {isa}: oneDNN's kernels on this CPU go up to {reached} only")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "numerics", "-p", "no:cacheprovider",
-                           "tests/test_numerics.py", "tests/test_partition_execute.py", "tests/test_differential.py"],
+                           "tests/test_numerics.py", "tests/test_partition_execute.py", "tests/test_differential.py",
+                           "tests/test_transformers.py"],
                           cwd=ROOT, env={**os.environ, "ONEDNN_MAX_CPU_ISA": isa}, capture_output=True, text=True,
                           timeout=1200)
     assert done.returncode == 0, f"numerics under ONEDNN_MAX_CPU_ISA={isa}:\n{done.stdout[-4000:]}"

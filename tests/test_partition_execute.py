@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_matches_tf, graph_of, partition_with, qdq, qdq_weights, run_tf
+from conftest import assert_matches_tf, graph_of, partition_with, qdq, qdq_weights, run_itexlab, run_tf
 
 from itexlab.config import PartitionConfig
 from itexlab.frontend import tfgraph
@@ -418,3 +418,27 @@ def test_batch_matmul_and_fp32_weights_in_an_offloaded_partition():
     plan, got = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
     matmul = partition_with(plan, "BatchMatMulV2")
     assert matmul is not None and any(t.constant for t in matmul.inputs) and got[0].shape == (2, 100, 6)
+
+
+def test_a_matmul_of_two_activations_runs_in_int8_and_never_saturates():
+    """Attention's Q·Kᵀ: both operands are activations. Built to saturate oneDNN's int16 pair sums
+    without VNNI (u8 data near 255 against s8 codes near 127): the second operand's range is doubled
+    there (codes of at most 64), and the result is the QDQ graph's on every ISA."""
+    x = RNG.uniform(3.5, 4.0, (2, 4, 64)).astype(np.float32)
+
+    def fn(t):
+        a = qdq(t, 0.0, 4.0, tf.quint8)
+        b = qdq(tf.transpose(t, [0, 2, 1]), -4.0, 4.0, tf.qint8)
+        return tf.linalg.matmul(a, b)
+
+    from itexlab.backend import onednn
+
+    graph = graph_of(fn, (None, 4, 64))
+    plan, got = assert_matches_tf(graph, x)
+    matmul = partition_with(plan, "BatchMatMulV2")
+    assert matmul.quantized and (matmul.compute_nodes[0].name in plan.seven_bit_ops) == onednn.int8_pairs_saturate()
+    np.testing.assert_allclose(got[0], x @ x.transpose(0, 2, 1), rtol=0.03)  # not clipped at 32767
+    if onednn.int8_pairs_saturate():  # the trap this avoids: 8-bit codes there clip, silently
+        with pytest.warns(UserWarning, match="may saturate"):
+            _, clipped = run_itexlab(graph, x, PartitionConfig(weight_bits=8))
+        assert np.abs(clipped[0] - got[0]).max() > 0.3 * np.abs(got[0]).max()

@@ -233,16 +233,31 @@ def prune_and_sort(nodes: list[Node], outputs: list[str]) -> list[Node]:
 
 # ------------------------------------------------------------------------------ work
 
+MATMUL_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+
+
 def macs(node: Node, graph: Graph) -> int:
-    """Multiply-accumulates per image of a Conv2D, depthwise convolution or MatMul."""
-    if node.op not in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+    """Multiply-accumulates per image (per sample of the batch) of a convolution, a transposed
+    convolution, a MatMul or a batch matmul (attention's Q·Kᵀ and weights·V included)."""
+    if node.op not in ("Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput", *MATMUL_OPS):
         return 0
     out = node.outputs[0].shape
+    if out is None or not out or None in out[1:]:
+        return 0
+    if node.op in MATMUL_OPS and node.op != "MatMul":  # each output element sums K products; the batch leads
+        first = graph.tensor(node.inputs[0]).shape
+        if first is None or len(first) < 2:
+            return 0
+        inner = first[-2] if node.attrs.get("adj_x") else first[-1]
+        return 0 if inner is None else int(np.prod(out[1:], dtype=np.int64)) * int(inner)
     weights = graph.tensor(node.inputs[1]).shape
-    if out is None or weights is None or None in out[1:] or None in weights:
+    if weights is None or None in weights:
         return 0
     if node.op == "MatMul":
         return int(np.prod(weights))
+    if node.op == "Conv2DBackpropInput":  # every weight once per input pixel (the gradient's view)
+        data = graph.tensor(node.inputs[2]).shape
+        return 0 if data is None or None in data[1:3] else int(np.prod(data[1:3])) * int(np.prod(weights))
     # Ho*Wo * KH*KW*Ci*Co (Conv2D) or Ho*Wo * KH*KW*C*M (depthwise): every weight once per pixel
     return int(np.prod(out[1:3])) * int(np.prod(weights))
 

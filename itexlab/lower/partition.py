@@ -174,13 +174,21 @@ def warn_if_int8_is_slow(isa: str, weight_bits: int) -> None:
     _warned_isa = True
 
 
+INPUT = -1  # the source of a graph input: it is in the executor before any step runs
+
+
 def _choose_offloaded(candidates, constants, config: PartitionConfig, graph: Graph) -> set[int]:
     """ITEX offloads a supported partition when it holds a Quantize/Dequantize. We also offload an
     FP32 partition whose every input comes from offloaded partitions (e.g. the last concat and
-    global pooling of Inception V3), directly or through zero-copy reshapes: sending its data back
-    to TF would only add a round trip."""
+    global pooling of Inception V3) or is a graph input, directly or through zero-copy reshapes:
+    sending its data back to TF would only add a round trip. One that reads graph inputs alone
+    stays on TF: oneDNN 3.2 runs a per-channel normalization of an image (EfficientNet's: a
+    subtraction and a division broadcast over 3 channels) with a reference kernel, 15 ms against
+    TF's 2 ms at 224x224."""
     chosen = {p.index for p, kinds, _ in candidates if config.offload_fp32 or QUANTIZED_KINDS & set(kinds)}
     producer = {out: p.index for p, _, _ in candidates for out in p.outputs}
+
+    producer.update({normalize(r): INPUT for r in graph.inputs})  # in the executor from the start
     for node in graph.nodes:  # a view's output comes from where its input comes from
         if runs_as_view(node, graph) and normalize(node.inputs[0]) in producer:
             producer[node.name] = producer[normalize(node.inputs[0])]
@@ -191,7 +199,7 @@ def _choose_offloaded(candidates, constants, config: PartitionConfig, graph: Gra
             if part.index in chosen:
                 continue
             sources = [producer.get(r) for r in part.inputs if r not in constants]
-            if sources and all(s in chosen for s in sources):
+            if any(s in chosen for s in sources) and all(s in chosen or s == INPUT for s in sources):
                 chosen.add(part.index)
                 changed = True
     return chosen

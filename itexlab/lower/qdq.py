@@ -201,11 +201,12 @@ def pad_into_max_pool(graph: Graph) -> Graph:
 
 
 def global_mean_as_pooling(graph: Graph) -> Graph:
-    """Mean(x[N,H,W,C], axes=[1,2]) -> Reshape(AvgPool(x, window HxW), [-1, C]): the same numbers."""
+    """Mean(x[N,H,W,C], axes=[1,2]) -> Reshape(AvgPool(x, window HxW), [-1, C]): the same numbers;
+    with keep_dims (a squeeze-and-excite block's), the AvgPool alone."""
     replaced: dict[str, Node] = {}
     added: list[Node] = []
     for node in graph.nodes:
-        if node.op != "Mean" or node.attrs.get("keep_dims", False) or node.attrs.get("T") != "float32":
+        if node.op != "Mean" or node.attrs.get("T") != "float32":
             continue
         axes = graph.constant(node.inputs[1])
         shape = graph.tensor(node.inputs[0]).shape
@@ -214,9 +215,13 @@ def global_mean_as_pooling(graph: Graph) -> Graph:
         if sorted(int(a) % 4 for a in np.atleast_1d(axes)) != [1, 2]:
             continue
         n, h, w, c = shape
-        pool = Node(f"{node.name}/global_pool", "AvgPool", [node.inputs[0]],
-                    {"T": DType("float32"), "ksize": [1, h, w, 1], "strides": [1, 1, 1, 1], "padding": "VALID",
-                     "data_format": "NHWC"}, [TensorInfo("float32", (n, 1, 1, c))])
+        pool_attrs = {"T": DType("float32"), "ksize": [1, h, w, 1], "strides": [1, 1, 1, 1], "padding": "VALID",
+                      "data_format": "NHWC"}
+        if node.attrs.get("keep_dims", False):
+            replaced[node.name] = Node(node.name, "AvgPool", [node.inputs[0]], pool_attrs, node.outputs)
+            continue
+        pool = Node(f"{node.name}/global_pool", "AvgPool", [node.inputs[0]], pool_attrs,
+                    [TensorInfo("float32", (n, 1, 1, c))])
         target = Node(f"{node.name}/flat_shape", "Const", [], {"dtype": DType("int32"),
                                                                "value": np.array([-1, c], np.int32)},
                       [TensorInfo("int32", (2,))])
@@ -245,6 +250,9 @@ def without_quantization(graph: Graph, only: set[str] | None = None) -> Graph:
 def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
     """Round to even codes the int8 weights that oneDNN's kernels without VNNI would sum in int16
     pairs or halve (qparams.NON_VNNI_WEIGHTS): 7-bit weights on the 8-bit grid of the same range.
+    Where a matmul's second operand is an activation (attention: both operands are; oneDNN 3.2's
+    matmul without VNNI sums their int8 pairs in int16 as well, s8 data shifted by 128 included),
+    its quantizer's range is doubled instead: codes of at most 64, 255 * 64 * 2 = 32640 fits.
     Returns the new graph and the ops whose weights changed.
 
     Without VNNI, oneDNN multiplies u8 data by s8 weights with vpmaddubsw, which adds two products
@@ -265,7 +273,14 @@ def seven_bit_weights(graph: Graph) -> tuple[Graph, list[str]]:
                 or quantizer.attrs.get("mode") != "SCALED"):
             continue
         value, lo, hi = (graph.constant(r) for r in quantizer.inputs[:3])
-        if value is None or lo is None or hi is None:
+        if lo is None or hi is None:
+            continue
+        if value is None:  # an activation as the second operand (attention's K or V): a range twice as
+            for end, limit in zip(quantizer.inputs[1:3], (lo, hi)):  # wide, so no code exceeds 64
+                replaced[normalize(end)] = Node(normalize(end), "Const", [], {"dtype": DType("float32"),
+                                                "value": (2 * np.asarray(limit, np.float32)).astype(np.float32)},
+                                                graph.producer(end).outputs)
+            touched.append(node.name)
             continue
         scales, zps = quant_params(quantizer, lo, hi)
         step, _ = broadcast_params(quantizer, value, scales, zps)

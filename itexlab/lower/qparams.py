@@ -16,7 +16,8 @@ from ..ir.graph import Graph, Node
 # uint8 depthwise is neither: one input channel per group, so a pair is one product and a zero.
 NON_VNNI_WEIGHTS = {
     ("Conv2D", "quint8"): "int16 pairs", ("Conv2D", "qint8"): "halved",
-    ("MatMul", "quint8"): "int16 pairs", ("MatMul", "qint8"): "int16 pairs",
+    **{(op, dtype): "int16 pairs" for op in ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+       for dtype in ("quint8", "qint8")},  # batch matmuls too, both of whose operands may be activations
     ("DepthwiseConv2dNative", "qint8"): "halved",
 }
 

@@ -1,6 +1,6 @@
-"""Built-in models, buildable offline: an AlexNet-style CNN trained on the digits data, and Keras'
-Inception V3, ResNet50 and MobileNetV2 (random weights by default, a local weights file or
-"imagenet" when online)."""
+"""Built-in models, buildable offline: an AlexNet-style CNN trained on the digits data; Keras'
+Inception V3, ResNet50, MobileNetV2, EfficientNetB0 and MobileNetV3Large (random weights by
+default, a local weights file or "imagenet" when online); and BERT-base with random weights."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def train(model, train_split: data.Split, epochs: int = 12, seed: int = 0, verbo
 
 # Keras applications built in: their class and ImageNet input size.
 APPLICATIONS = {"inception_v3": ("InceptionV3", 299), "resnet50": ("ResNet50", 224),
-                "mobilenet_v2": ("MobileNetV2", 224)}
+                "mobilenet_v2": ("MobileNetV2", 224), "efficientnet_b0": ("EfficientNetB0", 224),
+                "mobilenet_v3_large": ("MobileNetV3Large", 224)}
 
 
 def keras_application(name: str, weights: str | None = None, input_shape=None, sample: np.ndarray | None = None,
@@ -154,7 +155,58 @@ def inception_v3_digits_workload(epochs: int = 3, size: int = 80, train_limit: i
                      (1, 16)))
 
 
+# BERT-base as ../shared/peers/models.py builds it for the other systems: 12 post-LayerNorm encoder
+# layers, hidden 768, 12 heads, FFN 3072 with GELU, a tanh pooler, two int32 inputs.
+BERT_BASE = dict(seq=128, vocab=30522, hidden=768, heads=12, layers=12, ff=3072)
+
+
+def bert(seq: int, vocab: int, hidden: int, heads: int, layers: int, ff: int, classes: int = 2):
+    """A BERT encoder with a classifier: inputs `input_ids` and `attention_mask` (batch, seq), int32."""
+    import keras
+    from keras import layers as L
+
+    class Positions(L.Layer):  # BERT's learned absolute position embedding
+        def build(self, shape):
+            self.table = self.add_weight(name="table", shape=(shape[1], shape[2]), initializer="random_normal")
+
+        def call(self, x):
+            return x + self.table
+
+    ids = keras.Input((seq,), dtype="int32", name="input_ids")
+    mask_in = keras.Input((seq,), dtype="int32", name="attention_mask")
+    x = L.LayerNormalization(epsilon=1e-12)(Positions(name="positions")(L.Embedding(vocab, hidden)(ids)))
+    mask = keras.ops.cast(keras.ops.expand_dims(mask_in, 1), "bool")  # (batch, 1, seq): keys a query may see
+    for _ in range(layers):
+        attended = L.MultiHeadAttention(heads, hidden // heads)(x, x, attention_mask=mask)
+        x = L.LayerNormalization(epsilon=1e-12)(x + attended)
+        x = L.LayerNormalization(epsilon=1e-12)(x + L.Dense(hidden)(L.Dense(ff, activation="gelu")(x)))
+    pooled = L.Dense(hidden, activation="tanh")(x[:, 0])
+    return keras.Model([ids, mask_in], L.Dense(classes)(pooled), name="bert")
+
+
+def token_batch(count: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random token ids, each row padded (ids 0, mask 0) after a random length of at least half."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, vocab, (count, seq)).astype(np.int32)
+    mask = np.ones((count, seq), np.int32)
+    for row, length in enumerate(rng.integers(seq // 2, seq + 1, count)):
+        ids[row, length:], mask[row, length:] = 0, 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def bert_workload(seed: int = 0, **config) -> Workload:
+    import keras
+
+    config = {**BERT_BASE, **config}
+    keras.utils.set_random_seed(seed)  # the same random weights on every run
+    model = bert(**config)
+    name = "bert_base" if config == BERT_BASE else "bert"
+    return Workload(name, model, token_batch(20, config["seq"], config["vocab"], seed + 1), None,
+                    token_batch(32, config["seq"], config["vocab"], seed + 2), (1, 16))
+
+
 BUILTIN: dict[str, Callable[[], Workload]] = {
     "alexnet": alexnet_workload,
     **{name: functools.partial(application_workload, name) for name in APPLICATIONS},
+    "bert_base": bert_workload,
 }

@@ -19,6 +19,7 @@ from ..ir import structure
 from ..ir.graph import (FLOAT32_MAX, QDQ_OPS, QUANTIZED_DTYPES, DType, Graph, Node, TensorInfo, beyond_float32,
                         fits_integers, normalize, split_ref)
 from . import inc
+from .matmuls import quantize_matmuls
 from .prepare import prepare
 
 
@@ -238,7 +239,7 @@ def quantize(model: Any, calibration_data: Any, config: QuantConfig | None = Non
         seconds["import_qdq" if qdq else "import_legacy"] = time.perf_counter() - start
         return graph
 
-    qdq = run_inc(qdq=True)
+    qdq = quantize_matmuls(run_inc(qdq=True), batches, config.keep_fp32)  # those INC leaves in FP32
     _warn_about_empty_ranges(qdq)
     return QuantizedModel(fp32, qdq, run_inc(qdq=False) if legacy else None, config, seconds)
 
