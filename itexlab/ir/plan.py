@@ -101,7 +101,8 @@ class Plan:
     partitions: list[Partition]
     fallback: list[Fallback]
     config: PartitionConfig
-    views: list[PlanNode] = dataclasses.field(default_factory=list)  # reshapes run as zero-copy views
+    # run by the executor itself: Reshapes as zero-copy views, Transposes as one oneDNN reorder each
+    views: list[PlanNode] = dataclasses.field(default_factory=list)
     isa: str = ""                 # the instruction set oneDNN ran its kernels for when planning
     weight_bits: int = 8          # 7: weights of `seven_bit_ops` narrowed (see lower.qdq.seven_bit_weights)
     seven_bit_ops: list[str] = dataclasses.field(default_factory=list)
@@ -124,8 +125,12 @@ class Plan:
             lines.append("  fused: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
         for reason, n in self.fallback_by_reason().most_common():
             lines.append(f"  left to TF ({n}): {reason}")
-        if self.views:
-            lines.append(f"  {len(self.views)} Reshape(s) outside partitions run as zero-copy views in the executor")
+        reshapes = sum(v.op == "Reshape" for v in self.views)
+        if reshapes:
+            lines.append(f"  {reshapes} Reshape(s) outside partitions run as zero-copy views in the executor")
+        if len(self.views) > reshapes:
+            lines.append(f"  {len(self.views) - reshapes} Transpose(s) outside partitions run as oneDNN reorders "
+                         "in the executor")
         if self.isa:
             lines.append(f"  oneDNN ISA: {self.isa}" + ("" if self.weight_bits == 8 else
                          f"; 7-bit weights on {len(self.seven_bit_ops)} convolutions/matmuls"
@@ -437,8 +442,8 @@ def _problems(plan: Plan):
             yield f"node {node.name!r} ({node.op}) runs nowhere: in no partition, not on TF, not a view"
     for view in plan.views:
         node = graph.node(view.name)
-        if node.op != "Reshape" or len(node.inputs) != 2 or not graph.is_constant(node.inputs[1]):
-            yield f"the view {view.name!r} is not a Reshape to a constant shape"
+        if node.op not in ("Reshape", "Transpose") or len(node.inputs) != 2 or not graph.is_constant(node.inputs[1]):
+            yield f"the view {view.name!r} is not a Reshape or Transpose to a constant shape or order"
     if any(r not in produced for r in plan.layout_free):
         yield "a tensor kept in oneDNN's layout is not a partition output"
 

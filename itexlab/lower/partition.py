@@ -206,10 +206,14 @@ def _choose_offloaded(candidates, constants, config: PartitionConfig, graph: Gra
 
 
 def runs_as_view(node: Node, graph: Graph) -> bool:
-    """A Reshape to a constant shape of a plain tensor: no computation, the executor reinterprets
-    the buffer (oneDNN makes no partition of a lone StaticReshape)."""
-    return (node.op == "Reshape" and graph.constant(node.inputs[1]) is not None
-            and graph.tensor(node.inputs[0]).dtype in onednn.ONEDNN_DTYPES)
+    """Whether the executor runs a node itself, outside partitions: a Reshape to a constant shape of
+    a plain tensor (no computation: it reinterprets the buffer), or a Transpose by a constant
+    permutation (one oneDNN reorder; oneDNN Graph 3.2 makes no partition of a lone StaticReshape
+    or StaticTranspose, and attention's transposes would otherwise each be a round trip to TF)."""
+    if node.op not in ("Reshape", "Transpose") or graph.constant(node.inputs[1]) is None:
+        return False
+    info = graph.tensor(node.inputs[0])
+    return info.dtype in onednn.ONEDNN_DTYPES and (node.op == "Reshape" or info.shape is not None)
 
 
 def _weight_qdq_folded(node: Node, folded: Graph, unfolded: Graph) -> bool:

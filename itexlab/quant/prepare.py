@@ -15,6 +15,7 @@ import numpy as np
 from ..frontend import tfgraph
 from ..ir.graph import CONSTANT_OPS, PURE_TF_OPS, DType, Graph, Node, normalize, split_ref
 from .einsum import einsum_as_matmul
+from .masks import select_as_arithmetic
 from .shapes import static_shapes
 
 # Folding evaluates subgraphs on TF: only pure tensor ops (no files, I/O, Python, state or randomness:
@@ -24,8 +25,8 @@ _WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
 def prepare(graph: Graph) -> Graph:
-    """Identity removal, static shapes, constant folding, BatchNorm/affine folding, Einsum as
-    batch matmuls."""
+    """Identity removal, static shapes, constant folding, BatchNorm/affine folding, attention masks
+    as arithmetic, Einsum as batch matmuls."""
     graph = drop_identities(graph)
     graph = fold_flatten_shapes(graph)
     graph = static_shapes(graph)
@@ -33,6 +34,7 @@ def prepare(graph: Graph) -> Graph:
     graph = drop_identities(graph)  # Transposes whose permutation only now is a constant
     graph = fold_batch_norms(graph)
     graph = fold_affine_into_weights(graph)
+    graph = select_as_arithmetic(graph)
     graph = einsum_as_matmul(graph)
     return tfgraph.reannotate(graph)
 

@@ -19,7 +19,7 @@ from ..frontend import tfgraph
 from ..ir.graph import QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref, split_ref
 from ..ir.plan import Plan
 
-StepKind = Literal["partition", "callback", "view", "concat"]
+StepKind = Literal["partition", "callback", "view", "transpose", "concat"]
 
 
 @dataclasses.dataclass
@@ -30,7 +30,7 @@ class Step:
     inputs: list[str]
     outputs: list[str]
     label: str                          # partition name or a description of the TF segment
-    view_shape: list[int] = dataclasses.field(default_factory=list)  # for view steps
+    view_shape: list[int] = dataclasses.field(default_factory=list)  # view steps: the shape; transposes: the order
     concat_axis: int = -1               # for concat steps: partitions that only move bytes (lower.layouts)
 
 
@@ -74,8 +74,9 @@ def schedule(plan: Plan, compiled: dict[int, OneDnnPartition], alias: dict[str, 
     def native_step(u: int) -> Step:
         kind, item = units[u]
         if kind == "view":
-            shape = [int(d) for d in graph.constant(item.inputs[1])]
-            return Step("view", 0, None, unit_inputs(u), [item.name], item.name, shape)
+            values = [int(d) for d in np.atleast_1d(graph.constant(item.inputs[1]))]
+            return Step("view" if item.op == "Reshape" else "transpose", 0, None, unit_inputs(u), [item.name],
+                        item.name, values)
         if item.byte_concat is not None:
             sources = [resolve(alias, r) for r in item.byte_concat.sources]
             return Step("concat", 0, None, sources, [t.name for t in item.outputs], item.name,

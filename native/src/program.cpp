@@ -67,6 +67,7 @@ StepKind step_kind(const std::string &name) {
     if (name == "partition") return StepKind::partition;
     if (name == "callback") return StepKind::callback;
     if (name == "view") return StepKind::view;
+    if (name == "transpose") return StepKind::transpose;
     if (name == "concat") return StepKind::concat;
     throw std::invalid_argument("unknown step kind '" + name + "'");
 }
@@ -94,8 +95,16 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
             step.callback = spec.callback;
         }
         if (step.kind == StepKind::partition) step.partition = &graph_->partition_at(spec.partition);
-        if (step.kind == StepKind::view && (spec.inputs.size() != 1 || spec.outputs.size() != 1))
-            throw std::invalid_argument("view step '" + spec.name + "' needs one input and one output");
+        if ((step.kind == StepKind::view || step.kind == StepKind::transpose) &&
+            (spec.inputs.size() != 1 || spec.outputs.size() != 1))
+            throw std::invalid_argument(spec.kind + " step '" + spec.name + "' needs one input and one output");
+        if (step.kind == StepKind::transpose) {
+            std::vector<int64_t> order = spec.view_shape;
+            std::sort(order.begin(), order.end());
+            for (size_t i = 0; i < order.size(); ++i)
+                if (order[i] != static_cast<int64_t>(i))
+                    throw std::invalid_argument("transpose step '" + spec.name + "' has no permutation as its order");
+        }
         if (step.kind == StepKind::concat && (spec.inputs.empty() || spec.outputs.size() != 1 || spec.concat_axis < 0))
             throw std::invalid_argument("concat step '" + spec.name + "' needs inputs, one output and an axis");
         step.view_shape = spec.view_shape;
@@ -310,6 +319,46 @@ Program::Compiled &Program::concat_for(Step &step) {
     return remember(step, std::move(c));
 }
 
+// A transpose as one reorder: the input read through strides permuted like its dimensions, into a
+// dense output (TF's Transpose: output dimension i is input dimension order[i]).
+Program::Compiled &Program::transpose_for(Step &step) {
+    if (auto *c = cached(step)) return *c;
+    auto c = std::make_unique<Compiled>();
+    const auto &in = slots_[step.inputs[0]].desc;
+    require_dense(in, "the input of transpose '" + step.name + "'");
+    auto dims = in.get_dims();
+    if (step.view_shape.size() != dims.size())
+        throw std::invalid_argument("transpose '" + step.name + "': its order does not fit a tensor of rank " +
+                                    std::to_string(dims.size()));
+    auto strides = dense_strides(dims);
+    std::vector<int64_t> out_dims, read_strides;
+    for (auto axis : step.view_shape) {
+        out_dims.push_back(dims[axis]);
+        read_strides.push_back(strides[axis]);
+    }
+    auto dt = static_cast<dnnl::memory::data_type>(in.get_data_type());
+    dnnl::memory::desc source(out_dims, dt, read_strides), destination(out_dims, dt, dense_strides(out_dims));
+    c->inputs.push_back(in);
+    const auto &out = slots_[step.outputs[0]];
+    c->outputs.push_back(strided(out.id, out.dtype, out_dims));
+    c->primitive = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), source, cpu_engine(), destination));
+    return remember(step, std::move(c));
+}
+
+void Program::run_transpose(Step &step) {
+    Compiled &c = transpose_for(step);
+    auto &slot = slots_[step.outputs[0]];
+    place_output(slot, c.outputs[0]);
+    auto dims = c.outputs[0].get_dims();
+    std::vector<int64_t> read_strides;
+    auto strides = dense_strides(c.inputs[0].get_dims());
+    for (auto axis : step.view_shape) read_strides.push_back(strides[axis]);
+    auto dt = static_cast<dnnl::memory::data_type>(c.inputs[0].get_data_type());
+    dnnl::memory source(dnnl::memory::desc(dims, dt, read_strides), cpu_engine(), slots_[step.inputs[0]].ptr);
+    dnnl::memory destination(plain_memory_desc(c.outputs[0]), cpu_engine(), slot.ptr);
+    c.primitive.execute(cpu_stream(), {{DNNL_ARG_SRC, source}, {DNNL_ARG_DST, destination}});
+}
+
 void Program::run_concat(Step &step) {
     Compiled &c = concat_for(step);
     std::unordered_map<int, dnnl::memory> args;
@@ -412,6 +461,7 @@ py::list Program::run(const py::sequence &inputs) {
             case StepKind::callback: run_callback(step); break;
             case StepKind::concat: run_concat(step); break;
             case StepKind::view: run_view(step); break;
+            case StepKind::transpose: run_transpose(step); break;
         }
         if (profiling_) {
             cpu_stream().wait();

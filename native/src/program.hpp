@@ -13,19 +13,19 @@
 namespace itexlab {
 
 // What a step does: run a oneDNN partition, call Python to run the framework's own kernels, view
-// a plain tensor in another shape (reshape, no copy), or concatenate plain tensors (a oneDNN
-// concat primitive).
-enum class StepKind { partition, callback, view, concat };
+// a plain tensor in another shape (reshape, no copy), transpose a plain tensor (a oneDNN reorder
+// primitive), or concatenate plain tensors (a oneDNN concat primitive).
+enum class StepKind { partition, callback, view, transpose, concat };
 
 // One step of a plan as Python describes it. Inputs and outputs are tensor ids.
 struct StepSpec {
-    std::string kind;      // "partition", "callback", "view" or "concat"
+    std::string kind;      // "partition", "callback", "view", "transpose" or "concat"
     size_t partition;      // index into the graph's partitions, for partition steps
     py::object callback;   // the callable, for callback steps
     std::vector<size_t> inputs;
     std::vector<size_t> outputs;
     std::string name;      // for error messages
-    std::vector<int64_t> view_shape;  // target shape (one -1 allowed), for view steps
+    std::vector<int64_t> view_shape;  // target shape (one -1 allowed) for view steps; the order, for transposes
     int64_t concat_axis = -1;         // for concat steps
 };
 
@@ -66,7 +66,7 @@ private:
         std::vector<dg::logical_tensor> inputs;   // as compiled: the cache key
         std::vector<dg::logical_tensor> outputs;  // as queried after compilation
         dg::compiled_partition partition;         // partition steps
-        dnnl::primitive primitive;                // concat steps
+        dnnl::primitive primitive;                // concat and transpose steps
         size_t last_used = 0;                     // the run that used it last (least recently used goes)
     };
     struct Slot {
@@ -103,6 +103,7 @@ private:
     Compiled &remember(Step &step, std::unique_ptr<Compiled> compiled);
     Compiled &compiled_for(Step &step);
     Compiled &concat_for(Step &step);
+    Compiled &transpose_for(Step &step);
     void plan_lifetimes();
     void *take_buffer(Slot &slot, size_t bytes);
     void release_after(size_t step_index);
@@ -113,6 +114,7 @@ private:
     void run_concat(Step &step);
     void run_callback(Step &step);
     void run_view(Step &step);
+    void run_transpose(Step &step);
 
     std::shared_ptr<OneDnnGraph> graph_;
     std::vector<Slot> slots_;
