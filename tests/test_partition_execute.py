@@ -442,3 +442,17 @@ def test_a_matmul_of_two_activations_runs_in_int8_and_never_saturates():
         with pytest.warns(UserWarning, match="may saturate"):
             _, clipped = run_itexlab(graph, x, PartitionConfig(weight_bits=8))
         assert np.abs(clipped[0] - got[0]).max() > 0.3 * np.abs(got[0]).max()
+
+
+def test_transposes_run_in_the_executor_as_onednn_reorders():
+    """Attention's transposes, between int8 partitions: one oneDNN reorder each, no trip to TF."""
+    def fn(x):
+        y = tf.reshape(conv_block(quantized_input(x)), [-1, 10, 10, 2, 4])
+        return qdq(tf.transpose(y, [0, 3, 1, 4, 2]) * 1.0, -4.0, 4.0, tf.qint8)
+
+    plan, got = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
+    assert [v.op for v in plan.views].count("Transpose") == 1 and got[0].shape == (2, 2, 10, 4, 10)
+    assert "Transpose" not in {f.op for f in plan.fallback}
+    model = CompiledModel(plan)
+    step = next(s for s in model.steps if s.kind == "transpose")
+    assert step.view_shape == [0, 3, 1, 4, 2]

@@ -83,3 +83,35 @@ def test_folding_evaluates_no_file_or_python_op(tmp_path):
     assert {"ReadFile", "StringToNumber"} <= {n.op for n in graph.nodes}  # left as they are, not evaluated
     assert not any(n.op == "Const" and n.attrs.get("value") is not None and n.attrs["value"].dtype == np.float32
                    and float(np.asarray(n.attrs["value"]).reshape(-1)[0]) == 3.0 for n in graph.nodes)
+
+
+def transformer_block(mask=False):
+    """Keras' MultiHeadAttention (Einsum attention, a masked softmax when given a mask), a Dense on a
+    sequence (Tensordot with shapes computed from the input's), LayerNormalization, GELU."""
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((6, 16))
+    inputs = [x_in]
+    kwargs = {}
+    if mask:
+        mask_in = keras.Input((6,), dtype="int32")
+        inputs.append(mask_in)
+        kwargs["attention_mask"] = keras.ops.cast(keras.ops.expand_dims(mask_in, 1), "bool")
+    x = keras.layers.LayerNormalization()(x_in)
+    x = x + keras.layers.MultiHeadAttention(2, 8)(x, x, **kwargs)
+    h = keras.layers.EinsumDense("abc,cde->abde", output_shape=(6, 4, 8), bias_axes="de")(
+        keras.layers.Dense(32, activation="gelu")(x))
+    return keras.Model(inputs, h)
+
+
+def test_shapes_einsum_and_masks_become_static_batch_matmuls_and_arithmetic():
+    model = transformer_block(mask=True)
+    graph = prepare(tfgraph.load(model))
+    ops = {n.op for n in graph.nodes}
+    assert not ops & {"Einsum", "Shape", "Fill", "LogicalAnd", "SelectV2", "Pack", "GatherV2", "StopGradient"}, ops
+    assert "BatchMatMulV2" in ops
+    rng = np.random.default_rng(0)
+    for batch in (1, 5):  # the batch stays open: -1 in the static shapes
+        x = rng.standard_normal((batch, 6, 16)).astype(np.float32)
+        mask = (rng.random((batch, 6)) > 0.3).astype(np.int32)
+        got = tfgraph.GraphFunction(graph, graph.inputs, graph.outputs)([x, mask])[0]
+        np.testing.assert_allclose(got, model([x, mask]).numpy(), rtol=1e-5, atol=1e-5)
