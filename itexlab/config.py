@@ -49,6 +49,12 @@ class QuantConfig:
                 raise ConfigError(f"keep_fp32 pattern {pattern!r} is not a regular expression: {e}") from None
 
 
+def check_speed_default() -> bool:
+    """ITEXLAB_CHECK_SPEED=0 turns off the first-run INT8-vs-FP32 check of every CompiledModel that
+    does not say otherwise (batch jobs, CI); on by default."""
+    return _env_flag("ITEXLAB_CHECK_SPEED", True)
+
+
 class ConfigWarning(UserWarning):
     """A configuration value that will have no effect on this model."""
 

@@ -4,6 +4,9 @@ import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A CompiledModel's first run times itself against FP32 (seconds on the larger models): tests/test_speed.py
+# turns it on where it is what is tested.
+os.environ.setdefault("ITEXLAB_CHECK_SPEED", "0")
 # Before TensorFlow or Keras, as a user's script should: TF decides at import whether its oneDNN
 # kernels (INC's legacy INT8 graph needs them) are on, and without VNNI only itexlab asks for them.
 # Tests that compare with TF's oneDNN kernels ask tfgraph.onednn_kernels_on(), so the suite also

@@ -51,7 +51,8 @@ def test_quantize_saves_a_model_that_run_inspect_and_bench_take(model_files, tmp
     main(["bench", str(out), "--batch", "1", "2", "--repeats", "2", "--json", str(tmp_path / "bench.json")])
     result = json.loads((tmp_path / "bench.json").read_text())
     assert {(r["system"], r["batch"]) for r in result["results"]} == {
-        (s, b) for s in ("itexlab-int8", "tf-qdq") for b in (1, 2)}
+        (s, b) for s in ("itexlab-int8", "tf-qdq", "tf-fp32") for b in (1, 2)}
+    assert set(result["slower_than_fp32"]) <= {"q"}  # a verdict per batch where INT8 lost, if it did
     # the QDQ graph saved with it can be partitioned again without calibration data
     main(["inspect", str(out / "qdq.pb")])
     assert "oneDNN partitions" in capsys.readouterr().out

@@ -136,7 +136,8 @@ def test_integer_inputs_are_first_class(tmp_path):
     main(["bench", str(tmp_path / "saved"), "--input", str(tmp_path / "tokens.npz"), "--batch", "1", "2",
           "--repeats", "2", "--json", str(tmp_path / "bench.json")])
     rows = json.loads((tmp_path / "bench.json").read_text())["results"]
-    assert {(r["system"], r["batch"]) for r in rows} == {(s, b) for s in ("itexlab-int8", "tf-qdq") for b in (1, 2)}
+    assert {(r["system"], r["batch"]) for r in rows} == {(s, b) for s in ("itexlab-int8", "tf-qdq", "tf-fp32")
+                                                        for b in (1, 2)}
 
 
 def test_per_layer_error_and_timing_take_several_inputs(quantized):

@@ -112,3 +112,58 @@ def test_tensorflow_imported_first_without_its_onednn_kernels_is_said_once_with_
 def test_a_users_choice_to_turn_the_kernels_off_is_kept_and_not_warned_about():
     state = tensorflow_state("import itexlab\nimport tensorflow", {"TF_ENABLE_ONEDNN_OPTS": "0"})
     assert not state["on"] and state["reason"] and not state["warnings"]
+
+
+def test_a_graph_run_op_by_op_computes_what_its_function_computes():
+    """Several outputs (Split), a list input (ConcatV2), shape attributes (Reshape's output), int8
+    bytes bitcast to qint8 and back, constants: the eager path gives the function's numbers."""
+    import tensorflow as tf
+    from conftest import graph_of
+
+    def segment(x):
+        a, b = tf.split(tf.nn.relu(x), 2, axis=-1)
+        q = tf.bitcast(tf.cast(tf.clip_by_value(a * 10, -127, 127), tf.int8), tf.qint8)
+        d = tf.raw_ops.Dequantize(input=q, min_range=-12.7, max_range=12.7, mode="SCALED")
+        return tf.reshape(tf.concat([d, b * 2.0], 0), [-1, 4])
+
+    graph = graph_of(segment, (2, 4))
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    expected = tfgraph.GraphFunction(graph, graph.inputs, graph.outputs)(x)
+    got = tfgraph.OpByOp(graph, graph.inputs, graph.outputs)(x)
+    assert [g.shape for g in got] == [e.shape for e in expected] == [(2, 4)]
+    np.testing.assert_array_equal(got[0], expected[0])
+
+
+def test_attributes_eager_execution_does_not_take_keep_a_graph_a_function():
+    from tensorflow.core.framework import attr_value_pb2
+
+    from itexlab.ir.graph import Node
+
+    value = attr_value_pb2.AttrValue(func=attr_value_pb2.NameAttrList(name="branch"))
+    with pytest.raises(tfgraph.NotEagerRunnable, match="If cond: attribute then_branch"):
+        tfgraph._eager_attr(Node("cond", "If", [], {}), "then_branch", value)
+
+
+def test_a_depthwise_convolution_with_padding_folded_in_runs_on_tf_as_pad_and_valid():
+    """INC folds ZeroPadding2D into a depthwise convolution (padding EXPLICIT); TF 2.21's remapper
+    ends the process fusing that with a BiasAdd (MobileNetV2's FP32 stand-in did so on a first
+    run's speed check). GraphFunction runs it as Pad + VALID, the same numbers, in this process."""
+    import tensorflow as tf
+    from conftest import graph_of
+
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(3, 3, 4, 1)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
+
+    def folded(t):
+        y = tf.raw_ops.DepthwiseConv2dNative(input=tf.nn.relu6(t), filter=w, strides=[1, 2, 2, 1], padding="EXPLICIT",
+                                             explicit_paddings=[0, 0, 0, 1, 0, 1, 0, 0])
+        return tf.nn.relu6(tf.nn.bias_add(y, b))
+
+    graph = graph_of(folded, (None, 8, 8, 4))
+    with pytest.raises(tfgraph.TensorFlowAborted, match="Invalid index from the dimension"):
+        tfgraph.run_isolated(graph, [x])  # the graph as it is: if TF stops aborting, _padded_depthwise can go
+    padded = tf.pad(tf.nn.relu6(x), [[0, 0], [0, 1], [0, 1], [0, 0]])
+    expected = tf.nn.relu6(tf.nn.bias_add(tf.nn.depthwise_conv2d(padded, w, [1, 2, 2, 1], "VALID"), b)).numpy()
+    got = tfgraph.GraphFunction(graph, graph.inputs, graph.outputs)(x)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -100,6 +100,9 @@ def test_resnet50_and_mobilenet_v2_run_every_convolution_in_int8_and_match_tf(na
     assert np.abs(CompiledModel(plan)(x)[0] - expected).max() <= np.abs(moved - expected).max()
 
     if name == "mobilenet_v2":  # the benchmark reports TF's abort (in its oneDNN kernels) and goes on
+        checked = CompiledModel(plan, check_speed=True)  # its FP32 stand-in runs here (tfgraph._padded_depthwise)
+        checked(x[:1])
+        assert checked.speed is not None and checked.speed.fp32_ms > 0
         subject = Subject(workload.model, workload.calibration, tfgraph.load(workload.model), quantized,
                           CompiledModel(plan))
         runners, unavailable = timing.usable_systems([TF_QDQ, ITEXLAB_INT8], subject, name, x[:1])

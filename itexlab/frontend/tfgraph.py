@@ -5,6 +5,7 @@ No other module imports TensorFlow for graph work; everything else speaks `itexl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -22,7 +23,8 @@ from tensorflow.core.framework import attr_value_pb2, graph_pb2, tensor_shape_pb
 
 from ..errors import ModelError, first_line  # noqa: E402
 from ..ir import structure  # noqa: E402
-from ..ir.graph import DType, Graph, Node, ShapeAttr, TensorInfo, prune_and_sort, split_ref  # noqa: E402
+from ..ir.graph import (QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorInfo, normalize,  # noqa: E402
+                        prune_and_sort, ref, split_ref)
 
 GraphDef = graph_pb2.GraphDef
 
@@ -413,7 +415,8 @@ class GraphFunction:
     """A (sub)graph compiled once into a TF function: numpy arrays in, numpy arrays out.
 
     This is how stock TF runs the FP32 model, the QDQ graph, INC's legacy INT8 graph, and the
-    executor's fallback subgraphs — whole graphs on TF kernels, never op by op.
+    executor's TF segments of more than a few ops (smaller ones: OpByOp) — whole graphs on TF
+    kernels, with TF's own graph optimizations.
     """
 
     def __init__(self, graph: Graph | GraphDef, inputs: Sequence[str], outputs: Sequence[str]):
@@ -422,7 +425,8 @@ class GraphFunction:
         self._nested = graph.inputs_nested if isinstance(graph, Graph) and self.inputs == graph.inputs \
             else structure.flat(self.inputs) if self.inputs else None
         if isinstance(graph, Graph):  # what the outputs need, and nothing else
-            graph = Graph(prune_and_sort(graph.nodes, self.outputs + self.inputs), graph.inputs, graph.outputs)
+            nodes = prune_and_sort(_padded_depthwise(graph.nodes), self.outputs + self.inputs)
+            graph = Graph(nodes, graph.inputs, graph.outputs)
             infos = [graph.tensor(r) for r in self.inputs]
             graph_def = graph_def_from_graph(graph)
         else:
@@ -444,6 +448,95 @@ class GraphFunction:
             arrays = structure.arguments(self._nested, arrays)
         results = self._fn(*[tf.constant(a) for a in arrays])
         return [np.asarray(r.numpy()) for r in results]  # a scalar too: numpy() gives it as np.int32, say
+
+
+def _padded_depthwise(nodes: list[Node]) -> list[Node]:
+    """A DepthwiseConv2dNative with EXPLICIT padding (INC folds Keras' ZeroPadding2D into it) as
+    Pad + the same convolution VALID, the Keras model's own form: TF 2.21's remapper ends the
+    process when it fuses the former with a BiasAdd ("tensor_format.h:428 Check failed: ... Invalid
+    index from the dimension"; MobileNetV2's FP32 and QDQ graphs). The same numbers: zeros padded."""
+    result = []
+    for node in nodes:
+        if node.op != "DepthwiseConv2dNative" or node.attrs.get("padding") != "EXPLICIT":
+            result.append(node)
+            continue
+        pads = np.asarray(node.attrs["explicit_paddings"], np.int32).reshape(-1, 2)
+        paddings = Node(f"{node.name}/itexlab_paddings", "Const", [], {"dtype": DType("int32"), "value": pads},
+                        [TensorInfo("int32", pads.shape)])
+        padded = Node(f"{node.name}/itexlab_pad", "Pad", [node.inputs[0], paddings.name],
+                      {"T": node.attrs["T"], "Tpaddings": DType("int32")}, [TensorInfo(node.attrs["T"], None)])
+        attrs = {k: v for k, v in node.attrs.items() if k != "explicit_paddings"}
+        result += [paddings, padded, dataclasses.replace(node, inputs=[padded.name, *node.inputs[1:]],
+                                                         attrs={**attrs, "padding": "VALID"})]
+    return result
+
+
+class OpByOp:
+    """A small graph run op by op on TF's eager kernels: numpy arrays in, numpy arrays out, as
+    GraphFunction. An eager op costs ~30 us a call, a function call ~150-250 us whatever it holds,
+    so a TF segment of a few ops between two partitions runs this way (runtime.schedule). Raises
+    NotEagerRunnable for a graph it cannot run so (attributes of kinds eager execution does not
+    take, such as functions): such graphs stay GraphFunctions."""
+
+    def __init__(self, graph: Graph, inputs: Sequence[str], outputs: Sequence[str]):
+        from tensorflow.python.eager import context, execute
+
+        self._execute, self._context = execute.execute, context.context
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        graph = Graph(prune_and_sort(graph.nodes, self.outputs + self.inputs), graph.inputs, graph.outputs)
+        definitions = {d.name: d for d in graph_def_from_graph(graph).node}
+        self._constants: dict[str, tf.Tensor] = {}
+        self._ops = []  # (name, op type, input references, attrs, output count)
+        for node in graph.nodes:
+            if node.name in self.inputs or ref(node.name, 0) in self.inputs or node.op == "Placeholder":
+                continue
+            if node.op == "Const":
+                self._constants[node.name] = _eager_constant(node)
+                continue
+            attrs = []
+            for key, value in sorted(definitions[node.name].attr.items()):
+                if not key.startswith("_"):
+                    attrs += [key, _eager_attr(node, key, value)]
+            self._ops.append((node.name, node.op.encode(), [r for r in node.inputs if not r.startswith("^")],
+                              tuple(attrs), len(node.outputs)))
+
+    def __call__(self, *arrays) -> list[np.ndarray]:
+        values = dict(self._constants)
+        values.update((normalize(r), tf.constant(a)) for r, a in zip(self.inputs, arrays))
+        ctx = self._context()
+        for name, op, inputs, attrs, count in self._ops:
+            results = self._execute(op, count, [values[normalize(r)] for r in inputs], attrs, ctx)
+            values.update((ref(name, i), t) for i, t in enumerate(results))
+        return [np.asarray(values[normalize(r)].numpy()) for r in self.outputs]
+
+
+def _eager_constant(node: Node) -> tf.Tensor:
+    dtype, value = str(node.attrs["dtype"]), np.asarray(node.attrs["value"])
+    if dtype in QUANTIZED_DTYPES:  # TF makes no qint8 tensor from numpy: the same bytes, bitcast
+        return tf.bitcast(tf.constant(value.astype(QUANTIZED_DTYPES[dtype])), dtype)
+    return tf.constant(value, dtype=dtype)
+
+
+class NotEagerRunnable(ValueError):
+    """A graph OpByOp cannot run (see there)."""
+
+
+def _eager_attr(node: Node, key: str, value: attr_value_pb2.AttrValue):
+    """An attribute as TF's eager execute takes it (as generated ops pass them)."""
+    kind = value.WhichOneof("value")
+    if kind in ("type", "i", "f", "b", "s"):
+        return getattr(value, kind)
+    if kind == "shape":
+        return None if value.shape.unknown_rank else [d.size for d in value.shape.dim]
+    if kind == "list":
+        for field in ("type", "i", "f", "b", "s"):
+            if getattr(value.list, field):
+                return list(getattr(value.list, field))
+        if value.list.shape:
+            return [None if s.unknown_rank else [d.size for d in s.dim] for s in value.list.shape]
+        if not (value.list.func or value.list.tensor):
+            return []
+    raise NotEagerRunnable(f"{node.op} {node.name}: attribute {key} ({kind}) is not taken by eager execution")
 
 
 class TensorFlowAborted(RuntimeError):

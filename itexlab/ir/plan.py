@@ -18,6 +18,7 @@ from ..errors import ModelError
 from .graph import (CONSTANT_OPS, QDQ_OPS, QUANTIZED_DTYPES, Graph, Node, TensorInfo, expect, expect_list, field,
                     graph_from_dict, graph_to_dict, macs, normalize, prune_and_sort, ref, tensor_from_dict,
                     tensor_to_dict, total_macs)
+from .speed import SpeedCheck
 
 # The plan's JSON layout; from_json refuses others.
 FORMAT_VERSION = 1
@@ -109,6 +110,9 @@ class Plan:
     # values of the partitions' constant inputs (int8 weights, quantized once by lower.translate)
     constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
     layout_free: list[str] = dataclasses.field(default_factory=list)  # may stay in oneDNN's own layouts
+    # INT8 against FP32 as the first run of a CompiledModel of this plan measured it (not saved:
+    # it holds for the CPU and batch it was measured on)
+    speed: SpeedCheck | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def fused_node_count(self) -> int:
         return sum(len(p.nodes) for p in self.partitions)
@@ -136,6 +140,8 @@ class Plan:
                          f"; 7-bit weights on {len(self.seven_bit_ops)} convolutions/matmuls"
                          + (" (no VNNI: u8 x s8 pairs would saturate in int16)"
                             if self.config.weight_bits is None else "")))
+        if self.speed is not None:
+            lines += ["  " + line for line in self.speed.summary_lines()]
         return "\n".join(lines)
 
     def __str__(self) -> str:

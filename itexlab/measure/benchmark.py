@@ -14,6 +14,7 @@ from ..frontend import tfgraph
 from ..ir.plan import counts
 from ..lower.partition import make_plan
 from ..quant.quantization import quantize
+from ..runtime import speed
 from ..runtime.executor import CompiledModel, mean_step_times
 from . import memory, timing
 from .probe import PROBE_SYSTEM, giga_ops, int8_probe
@@ -60,6 +61,9 @@ class Benchmark:
         lines += [f"| {r.system} | {r.batch} | {r.latency_ms:.2f} | {r.spread_ms:.2f} | {r.ips:.1f} | "
                   f"{'—' if r.speedup is None else f'{r.speedup:.2f}x'} | {r.switch_ms:.2f} |" for r in self.report.results]
         lines += [f"| {u.system} | — | unavailable on this CPU: {u.reason} | | | | |" for u in self.report.unavailable]
+        slower = self.report.slower_lines(self.model)
+        if slower:
+            lines += ["", "```", *slower, "```"]
         if self.floor:
             lines += ["", ("INT8 floor (the model's convolution/matmul work at the rate this CPU's INT8 convolutions "
                            "reached in the same run):"), "",
@@ -113,7 +117,7 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
     plan = make_plan(quantized.qdq)
     partition_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    int8 = CompiledModel(plan)
+    int8 = CompiledModel(plan, check_speed=False)  # measured side by side with TF FP32 below
     sample = int8.inputs_of(workload.sample)  # one array per input, of its dtype: what every system gets
     single = timing.batch_of(sample, 1)
     int8(single)
@@ -128,12 +132,13 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
     probe, probe_gop = int8_probe()
     measured_systems[PROBE_SYSTEM] = lambda _batch: probe()  # timed in the same turns, on its own input
     gop = giga_ops(plan.source)
-    results, floor = [], []
+    results, floor, slower = [], [], []
     for size in batch_sizes:
-        measured = timing.measure(measured_systems, workload.name, timing.batch_of(sample, size), repeats,
-                                 progress=progress)
+        batch = timing.batch_of(sample, size)
+        measured = timing.measure(measured_systems, workload.name, batch, repeats, progress=progress)
         probe_result = next(r for r in measured if r.system == PROBE_SYSTEM)
         results += [r for r in measured if r.system != PROBE_SYSTEM]
+        slower += timing.slower_than_fp32(int8, measured, batch, repeats)
         probe_gops = probe_gop / (probe_result.latency_ms / 1000)
         floor_ms = 1000 * gop * size / probe_gops
         itexlab_ms = next(r.latency_ms for r in measured if r.system == SUBJECT)
@@ -141,7 +146,7 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
     overhead, steps = executor_overhead(int8, single, repeats)
     described = cpu.describe()
     report = timing.Report(results, [], {workload.name: dataclasses.asdict(counts(plan))},
-                          unavailable=unavailable, cpu=described)
+                          unavailable=unavailable, cpu=described, slower={workload.name: slower})
     peaks = None
     if with_memory:
         graphs = {TF_FP32.name: stock, ITEXLAB_INT8.name: quantized.qdq}
@@ -152,17 +157,18 @@ def run(workload: Workload, batch_sizes: tuple[int, ...], repeats: int = 20, bre
 
 def run_saved(path: str, inputs: np.ndarray | None, batch_sizes: tuple[int, ...], repeats: int = 20,
               progress: timing.ProgressCallback | None = timing.print_progress, trust: bool = False) -> timing.Report:
-    """Time a saved model (`itexlab bench DIR`) and, when INC's QDQ graph was saved with it, that
-    graph on stock TF. There is no FP32 model in a saved folder, so no TF FP32 row. `trust`: see
-    runtime.saving.load (it applies to the QDQ graph too)."""
+    """Time a saved model (`itexlab bench DIR`), its graph in FP32 on stock TF (the folder holds no
+    FP32 model: its plan's graph with the quantizers read as floats stands in) and, when INC's QDQ
+    graph was saved with it, that graph on stock TF. `trust`: see runtime.saving.load (it applies
+    to the QDQ graph too)."""
     import pathlib
 
     from ..runtime import saving
 
-    model, graphs = saving.load_folder(path, ("qdq.pb",), trust)
+    model, graphs = saving.load_folder(path, ("qdq.pb",), trust, check_speed=False)
     name = pathlib.Path(path).resolve().name
     inputs = _inputs_in_calibrated_range(model, max(batch_sizes)) if inputs is None else model.inputs_of(inputs)
-    runners: dict = {ITEXLAB_INT8.name: model}
+    runners: dict = {TF_FP32.name: speed.fp32_function(model), ITEXLAB_INT8.name: model}
     unavailable = []
     if "qdq.pb" in graphs:
         qdq = graphs["qdq.pb"]
@@ -170,11 +176,14 @@ def run_saved(path: str, inputs: np.ndarray | None, batch_sizes: tuple[int, ...]
             runners[TF_QDQ.name] = tfgraph.tried_graph_function(qdq, timing.batch_of(inputs, 1))
         except tfgraph.TensorFlowAborted as e:
             unavailable.append(timing.Unavailable(TF_QDQ.name, name, str(e)))
-    results = []
+    results, slower = [], []
     for size in batch_sizes:
-        results += timing.measure(runners, name, timing.batch_of(inputs, size), repeats, progress=progress)
+        batch = timing.batch_of(inputs, size)
+        measured = timing.measure(runners, name, batch, repeats, progress=progress)
+        results += measured
+        slower += timing.slower_than_fp32(model, measured, batch, repeats)
     return timing.Report(results, [], {name: dataclasses.asdict(counts(model.plan))}, unavailable=unavailable,
-                         cpu=cpu.describe())
+                         cpu=cpu.describe(), slower={name: slower})
 
 
 def _inputs_in_calibrated_range(model: CompiledModel, count: int) -> list[np.ndarray]:

@@ -50,16 +50,18 @@ class Comparison:
                 progress: timing.ProgressCallback | None = timing.print_progress) -> timing.Report:
         w = self.workload
         sample = self.int8.inputs_of(w.sample)  # one array per input, of its dtype: what every system gets
-        results = []
+        results, slower = [], []
         for size in batch_sizes or w.batch_sizes:
-            results += timing.measure(self.systems, w.name, timing.batch_of(sample, size), repeats,
-                                      progress=progress)
+            batch = timing.batch_of(sample, size)
+            measured = timing.measure(self.systems, w.name, batch, repeats, progress=progress)
+            results += measured
+            slower += timing.slower_than_fp32(self.int8, measured, batch, repeats)
         if w.evaluation is not None:
             quality = timing.quality(self.systems, w.name, self.int8.inputs_of(w.evaluation.x), w.evaluation.y)
         else:
             quality = timing.quality(self.systems, w.name, sample, None)
         return timing.Report(results, quality, {w.name: dataclasses.asdict(counts(self.plan))},
-                             {w.name: self.sizes()}, list(self.unavailable), cpu.describe())
+                             {w.name: self.sizes()}, list(self.unavailable), cpu.describe(), {w.name: slower})
 
 
 def compare(workload: workloads.Workload, calibration_batches: int = 10,
@@ -73,7 +75,7 @@ def compare(workload: workloads.Workload, calibration_batches: int = 10,
                          legacy=legacy)
     plan = make_plan(quantized.qdq, partition_config)
     log("plan: " + plan.summary().replace("\n", "\n    "))
-    int8 = CompiledModel(plan)
+    int8 = CompiledModel(plan, check_speed=False)  # measured side by side with TF FP32 instead
     subject = Subject(workload.model, workload.calibration, stock, quantized, int8)
     names = [TF_FP32.name, ITEXLAB_INT8.name] + ([TF_INT8_LEGACY.name] if legacy else [])
     systems, unavailable = timing.usable_systems(chosen(names), subject, workload.name,

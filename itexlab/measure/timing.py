@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import first_line
 from ..ir import structure
+from ..ir.speed import NOISE, SpeedCheck
 from .systems import BASELINE, SUBJECT, Subject, System
 
 
@@ -61,12 +62,14 @@ class Report:
     sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # model -> system -> bytes
     unavailable: list[Unavailable] = dataclasses.field(default_factory=list)
     cpu: dict = dataclasses.field(default_factory=dict)  # cpu.describe(): model name, features, oneDNN ISA
+    slower: dict[str, list[SpeedCheck]] = dataclasses.field(default_factory=dict)  # model -> where INT8 lost
 
     def to_dict(self) -> dict:
         return {"cpu": self.cpu, "results": [dataclasses.asdict(r) for r in self.results],
                 "quality": [dataclasses.asdict(q) for q in self.quality],
                 "unavailable": [dataclasses.asdict(u) for u in self.unavailable],
-                "partitions": self.partitions, "sizes": self.sizes}
+                "partitions": self.partitions, "sizes": self.sizes,
+                "slower_than_fp32": {m: [dataclasses.asdict(c) for c in checks] for m, checks in self.slower.items()}}
 
     def extend(self, other: "Report") -> None:
         self.results += other.results
@@ -74,7 +77,13 @@ class Report:
         self.unavailable += other.unavailable
         self.partitions.update(other.partitions)
         self.sizes.update(other.sizes)
+        self.slower.update(other.slower)
         self.cpu = self.cpu or other.cpu
+
+    def slower_lines(self, model: str) -> list[str]:
+        """Where itexlab's INT8 lost to TF FP32, and what its time went to."""
+        return [line for check in self.slower.get(model, []) for line in
+                [f"{SUBJECT} is slower than {BASELINE} at batch {check.batch}:"] + [f"  {x}" for x in check.causes()]]
 
     def frame(self):
         """One row per (model, system, batch): latency, spread, throughput, speedup, quality, size;
@@ -104,6 +113,7 @@ class Report:
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += [f"{u.system}: unavailable on this CPU — {u.reason}" for u in self.unavailable if u.model == model]
+        lines += self.slower_lines(model)
         counts = self.partitions.get(model)
         if counts:
             lines.append(f"partitions: {counts['partitions']} ({counts['int8_partitions']} INT8), "
@@ -175,6 +185,18 @@ def measure(systems: dict[str, Callable[[np.ndarray], object]], model: str, batc
         for r in results:
             r.speedup = base.latency_ms / r.latency_ms
     return results
+
+
+def slower_than_fp32(int8, results: list[Result], batch, repeats: int) -> list[SpeedCheck]:
+    """For one batch's results: if itexlab's INT8 (the CompiledModel `int8`) lost to TF FP32, the
+    verdict naming the steps its time went to (profiled on `batch`), else nothing."""
+    from ..runtime import speed
+
+    subject = next((r for r in results if r.system == SUBJECT), None)
+    base = next((r for r in results if r.system == BASELINE), None)
+    if subject is None or base is None or subject.speedup is None or subject.speedup >= 1 - NOISE:
+        return []
+    return [speed.explain(int8, list(batch), subject.latency_ms, base.latency_ms, repeats)]
 
 
 def batch_size(inputs) -> int:

@@ -74,7 +74,7 @@ class FallbackSession:
             raise ValueError(f"no node named {', '.join(unknown)} in the QDQ graph")
         graph = without_quantization(self.quantized.qdq, set(keep)) if keep else self.quantized.qdq
         plan = make_plan(graph, self.config)
-        model = CompiledModel(plan)
+        model = CompiledModel(plan, check_speed=False)  # measured against FP32 below
         accuracy = float(self.evaluate(model))
         measured = timing.measure({"fp32": self._fp32, "int8": model}, "fallback", self.batch, self.repeats,
                                   progress=None)
@@ -149,7 +149,7 @@ def autotune(model, calibration, eval_fn: Callable[[Runner], float], tolerable_l
         qdq = freeze_dynamic_ranges(tfgraph.graph_from_graph_def(graph_def, fp32.inputs, fp32.outputs, fp32.input_structure,
                                                                  fp32.output_structure), batches)
         plan = make_plan(qdq, partition)
-        compiled = CompiledModel(plan)
+        compiled = CompiledModel(plan, check_speed=False)  # the chosen one is checked below
         metric = _metric(eval_fn, compiled, f"trial {trial + 1}")
         kept = culprits[:trial]
         trials.append({"trial": trial + 1, "keep_fp32": ", ".join(kept) or "(all INT8)",
@@ -168,6 +168,7 @@ def autotune(model, calibration, eval_fn: Callable[[Runner], float], tolerable_l
         warnings.warn(f"no configuration of the {len(trials)} tried met the criterion (within {tolerable_loss:.2%} of "
                       f"the FP32 model's {baseline[0]:.4g}); the most accurate, trial {best + 1} "
                       f"({trials[best]['metric']:.4g}), is returned", TuningWarning, stacklevel=2)
+    models[best][0].check_speed(*batches[0])
     return TuningResult(models[best][0], models[best][1], bool(meeting), baseline[0], frame)
 
 

@@ -1,6 +1,7 @@
 """Built-in models, buildable offline: an AlexNet-style CNN trained on the digits data; Keras'
 Inception V3, ResNet50, MobileNetV2, EfficientNetB0 and MobileNetV3Large (random weights by
-default, a local weights file or "imagenet" when online); and BERT-base with random weights."""
+default, a local weights file or "imagenet" when online); BERT-base with random weights; and a
+small Vision Transformer trained on the digits."""
 
 from __future__ import annotations
 
@@ -165,16 +166,9 @@ def bert(seq: int, vocab: int, hidden: int, heads: int, layers: int, ff: int, cl
     import keras
     from keras import layers as L
 
-    class Positions(L.Layer):  # BERT's learned absolute position embedding
-        def build(self, shape):
-            self.table = self.add_weight(name="table", shape=(shape[1], shape[2]), initializer="random_normal")
-
-        def call(self, x):
-            return x + self.table
-
     ids = keras.Input((seq,), dtype="int32", name="input_ids")
     mask_in = keras.Input((seq,), dtype="int32", name="attention_mask")
-    x = L.LayerNormalization(epsilon=1e-12)(Positions(name="positions")(L.Embedding(vocab, hidden)(ids)))
+    x = L.LayerNormalization(epsilon=1e-12)(_positions()(name="positions")(L.Embedding(vocab, hidden)(ids)))
     mask = keras.ops.cast(keras.ops.expand_dims(mask_in, 1), "bool")  # (batch, 1, seq): keys a query may see
     for _ in range(layers):
         attended = L.MultiHeadAttention(heads, hidden // heads)(x, x, attention_mask=mask)
@@ -182,6 +176,47 @@ def bert(seq: int, vocab: int, hidden: int, heads: int, layers: int, ff: int, cl
         x = L.LayerNormalization(epsilon=1e-12)(x + L.Dense(hidden)(L.Dense(ff, activation="gelu")(x)))
     pooled = L.Dense(hidden, activation="tanh")(x[:, 0])
     return keras.Model([ids, mask_in], L.Dense(classes)(pooled), name="bert")
+
+
+@functools.cache
+def _positions():
+    """A layer adding a learned absolute position embedding (BERT's, ViT's): Keras has none built in."""
+    import keras
+
+    class Positions(keras.layers.Layer):
+        def build(self, shape):
+            self.table = self.add_weight(name="table", shape=(shape[1], shape[2]), initializer="random_normal")
+
+        def call(self, x):
+            return x + self.table
+
+    return Positions
+
+
+def vit(image_size: int = 8, patch: int = 2, hidden: int = 64, heads: int = 4, layers: int = 2, ff: int = 128,
+        classes: int = 10):
+    """A small Vision Transformer: patches embedded by a strided convolution, learned positions,
+    pre-norm encoder blocks (MultiHeadAttention, a GELU MLP), the mean over tokens, a classifier."""
+    import keras
+    from keras import layers as L
+
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    x = L.Conv2D(hidden, patch, strides=patch)(inputs)
+    x = _positions()(name="positions")(L.Reshape(((image_size // patch) ** 2, hidden))(x))
+    for _ in range(layers):
+        h = L.LayerNormalization(epsilon=1e-6)(x)
+        x = x + L.MultiHeadAttention(heads, hidden // heads)(h, h)
+        h = L.LayerNormalization(epsilon=1e-6)(x)
+        x = x + L.Dense(hidden)(L.Dense(ff, activation="gelu")(h))
+    x = L.GlobalAveragePooling1D()(L.LayerNormalization(epsilon=1e-6)(x))
+    return keras.Model(inputs, L.Dense(classes, activation="softmax")(x), name="vit")
+
+
+def vit_digits_workload(epochs: int = 60, seed: int = 0) -> Workload:
+    """The ViT above trained on the 8x8 digits as they ship (16 patches of 2x2 pixels)."""
+    train_split, test_split = data.digits(size=8)
+    model = train(vit(), train_split, epochs=epochs, seed=seed)
+    return Workload("vit_digits", model, train_split.x[:400], test_split, test_split.x, (1, 64))
 
 
 def token_batch(count: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:

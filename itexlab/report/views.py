@@ -7,6 +7,7 @@ import html
 
 from ..ir.graph import CONSTANT_OPS, QUANTIZED_DTYPES, split_ref
 from ..ir.plan import Plan, counts
+from ..ir.speed import SpeedCheck
 from . import tables
 
 GREEN, GREEN_EDGE, GREY, INT8_EDGE, FP32_EDGE = "#b8e186", "#4d9221", "#e0e0e0", "#1b7837", "#9e9e9e"
@@ -142,8 +143,24 @@ def plan_html(plan: Plan, expand: bool | set[int] = False, latency: dict[str, fl
     svg = render_svg(to_dot(plan, expand, latency, errors))
     svg = svg[svg.index("<svg"):]  # drop the XML prologue so it embeds in a page
     return (f'<div class="itexlab-plan"><div style="font:14px sans-serif;margin:4px 0">'
-            f"<b>itexlab plan</b>: {html.escape(counts(plan).headline())}</div>"
+            f"<b>itexlab plan</b>: {html.escape(counts(plan).headline())}</div>{speed_html(plan.speed)}"
             f'<div style="overflow:auto;max-height:{max_height}px;border:1px solid #ddd">{svg}</div></div>')
+
+
+def speed_html(check: SpeedCheck | None) -> str:
+    """INT8 against FP32 as the first run measured it: one line, or a red box naming the causes."""
+    if check is None:
+        return ""
+    if not check.slower:
+        return f'<div style="font:13px sans-serif;margin:4px 0">{html.escape(check.headline())}</div>'
+    return warning_html(check.summary_lines())
+
+
+def warning_html(lines: list[str]) -> str:
+    """Lines worth acting on, in a red box: the first bold, the rest as they are indented."""
+    body = "<br>".join(html.escape(line).replace("  ", "&nbsp;&nbsp;") for line in lines[1:])
+    return ('<div style="font:13px sans-serif;margin:4px 0;padding:6px;border:1px solid #c62828;'
+            f'background:#ffebee"><b>{html.escape(lines[0])}</b><br>{body}</div>')
 
 
 def standalone_html(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float] | None = None) -> str:

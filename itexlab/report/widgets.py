@@ -83,6 +83,9 @@ def comparison_widget(comparison, repeats: int = 20):
             with output:
                 clear_output(wait=True)
                 display(report.frame())
+                slower = report.slower_lines(comparison.workload.name)
+                if slower:
+                    display(w.HTML(views.warning_html(slower)))
                 display(plots.comparison_figure(report, comparison.workload.name))
         finally:
             button.disabled = False

@@ -16,11 +16,14 @@ import warnings
 import numpy as np
 
 from ..backend import onednn
+from ..config import check_speed_default
 from ..errors import InputError, ModelError
 from ..frontend import tfgraph
 from ..ir import structure
 from ..ir.graph import FLOAT32_MAX, Graph, TensorInfo, beyond_float32, fits_integers, normalize
 from ..ir.plan import Fallback, OneDnnOp, Plan, check
+from ..ir.speed import SpeedCheck
+from . import speed
 from .schedule import identity_aliases, resolve, schedule
 
 # TF dtype -> numpy dtype for tensors the native side holds (quantized types as plain integers).
@@ -112,16 +115,23 @@ class CompiledModel:
     check_values: refuse float inputs holding NaN or infinities (InputError) and warn about inputs
         far outside the range the model was calibrated on (InputRangeWarning): INT8 would turn
         both into ordinary-looking numbers. False skips the check (see README for its cost).
+    check_speed: on the first run, time INT8 against the plan's graph in FP32 on stock TF (a few
+        runs of each, at most 16 samples of the first batch; itexlab.runtime.speed), record it as
+        `speed` and on the plan (its summary and views show it) and warn when INT8 is slower
+        (SlowerThanFP32Warning, naming the steps that cost the time). False skips it; None (the
+        default) follows ITEXLAB_CHECK_SPEED (on unless it is 0).
     """
 
     def __init__(self, plan: Plan, keep_onednn_layouts: bool = True, shapes_per_step: int = SHAPES_PER_STEP,
-                 check_values: bool = True):
+                 check_values: bool = True, check_speed: bool | None = None):
         check(plan)  # a plan from a file may have been edited: its parts must fit before anything runs
         if not plan.runnable():
             raise ModelError("this plan holds no weights (read from JSON alone?): give Plan.from_json its arrays")
         _check_weights_fit_this_cpu(plan)
         self.plan = plan
         self.check_values = check_values
+        self.speed: SpeedCheck | None = None
+        self._speed_pending = check_speed_default() if check_speed is None else check_speed
         self._options = {"keep_onednn_layouts": keep_onednn_layouts, "shapes_per_step": shapes_per_step}
         self._substitutes: dict[tuple, CompiledModel] = {}  # input shapes -> a model for those shapes
         graph = plan.source
@@ -159,7 +169,18 @@ class CompiledModel:
         nests them (a dict by input name, say), or one array per input in order."""
         arrays = self.inputs_of(*inputs)
         self._check_shapes(arrays)
-        return self._run(arrays)
+        outputs = self._run(arrays)
+        if self._speed_pending:
+            self.check_speed(*arrays)
+        return outputs
+
+    def check_speed(self, *inputs) -> SpeedCheck | None:
+        """Time INT8 against the plan's graph in FP32 on stock TF on these inputs (as the first run
+        does, see check_speed above), record it as `speed` and on the plan, and warn when INT8 is
+        slower. None when TF cannot run the FP32 graph (logged)."""
+        self._speed_pending = False
+        self.speed = self.plan.speed = speed.first_run(self, self.inputs_of(*inputs))
+        return self.speed
 
     def inputs_of(self, *inputs) -> list[np.ndarray]:
         """The model's inputs as it runs them: one checked array per input, in the graph's order,
@@ -198,7 +219,7 @@ class CompiledModel:
                           f"ops run on TensorFlow ({str(e).split(': ', 1)[-1]})", ShapeFallbackWarning, stacklevel=3)
             reason = f"oneDNN cannot compile it for inputs of shape {', '.join(map(str, shapes))}"
             self._substitutes[shapes] = CompiledModel(on_tensorflow(self.plan, failed.id, reason), check_values=False,
-                                                      **self._options)
+                                                      check_speed=False, **self._options)
             return self._substitutes[shapes]._run(arrays)
 
     def _check_shapes(self, arrays: list[np.ndarray]) -> None:
@@ -223,17 +244,17 @@ class CompiledModel:
         """Bytes the executor holds for intermediate tensors (reused between steps and calls)."""
         return 0 if self._program is None else self._program.pool_bytes
 
-    def timed_run(self, batch: np.ndarray) -> tuple[float, list[tuple[str, float]]]:
+    def timed_run(self, *inputs) -> tuple[float, list[tuple[str, float]]]:
         """One run: its seconds end to end as the caller sees them, and the seconds of each step."""
         if self._program is None:
             start = time.perf_counter()
-            self(batch)
+            self(*inputs)
             return time.perf_counter() - start, []
         self._program.reset_profile()
         self._program.set_profiling(True)
         try:
             start = time.perf_counter()
-            self(batch)
+            self(*inputs)
             wall = time.perf_counter() - start
         finally:
             self._program.set_profiling(False)

@@ -20,6 +20,7 @@ from ..ir.graph import QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorIn
 from ..ir.plan import Plan
 
 StepKind = Literal["partition", "callback", "view", "transpose", "concat"]
+EAGER_OPS = 6  # TF segments of at most this many ops run op by op (see _SegmentFunction._runner)
 
 
 @dataclasses.dataclass
@@ -32,6 +33,7 @@ class Step:
     label: str                          # partition name or a description of the TF segment
     view_shape: list[int] = dataclasses.field(default_factory=list)  # view steps: the shape; transposes: the order
     concat_axis: int = -1               # for concat steps: partitions that only move bytes (lower.layouts)
+    nodes: list[str] = dataclasses.field(default_factory=list)  # callback steps: the TF nodes they run
 
 
 def identity_aliases(plan: Plan) -> dict[str, str]:
@@ -129,8 +131,8 @@ def _tf_step(plan: Plan, nodes: list[Node], alias, unit_inputs, segment) -> Step
     external = [r for r in external if r not in ranges]
     outputs = [ref(n.name, i) for n in nodes for i in range(len(n.outputs))]
     function = _segment_function(plan.source, nodes, external, outputs, alias, ranges)
-    label = f"TF: {', '.join(sorted({n.op for n in nodes}))} ({len(nodes)} ops)"
-    return Step("callback", 0, function, external, outputs, label)
+    label = f"TF: {', '.join(sorted({n.op for n in nodes}))} ({len(nodes)} op{'' if len(nodes) == 1 else 's'})"
+    return Step("callback", 0, function, external, outputs, label, nodes=[n.name for n in nodes])
 
 
 def _drop_unread_outputs(steps: list[Step], graph: Graph, alias) -> list[Step]:
@@ -161,8 +163,18 @@ class _SegmentFunction:
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         if self._fn is None:
-            self._fn = tfgraph.GraphFunction(self.graph, self.inputs, self.outputs)
+            self._fn = self._runner()
         return [np.ascontiguousarray(a) for a in self._fn(*arrays)]
+
+    def _runner(self):
+        """Op by op on eager kernels for a few ops (a TF function call costs as much as ~6 eager
+        ops, whatever it holds), else one function of the whole segment."""
+        if sum(n.op not in ("Const", "Placeholder") for n in self.graph.nodes) <= EAGER_OPS:
+            try:
+                return tfgraph.OpByOp(self.graph, self.inputs, self.outputs)
+            except tfgraph.NotEagerRunnable:
+                pass
+        return tfgraph.GraphFunction(self.graph, self.inputs, self.outputs)
 
 
 def _quantizer_ranges(graph: Graph, references: list[str]) -> dict[str, np.ndarray]:
