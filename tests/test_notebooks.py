@@ -58,7 +58,20 @@ def test_inception_tutorial(tmp_path):
     assert any("ITEX_TF_CONSTANT_FOLDING=1" in reason for reason in r["folded_conv_reasons"])
 
 
-@pytest.mark.parametrize("name", ["alexnet", "inception_v3"])
+def test_vit_tutorial(tmp_path):
+    from itexlab.backend import onednn
+
+    r = run("vit_digits", tmp_path, epochs=20, repeats=3, calibration_batches=4)
+    assert r["fp32_accuracy"] > 0.9                              # a trained transformer
+    assert r["int8_accuracy"] >= r["fp32_accuracy"] - 0.02       # a short training: the 1-point bound is below
+    # attention (Q·Kᵀ, weights·V) and the Q/K/V/output projections of both blocks, all in INT8 partitions
+    assert r["int8_batch_matmuls"] == 12 and r["fp32_batch_matmuls"] == 0 and r["int8_mac_share"] > 0.99
+    assert r["fallback_ops"] == ["Identity"]
+    assert (r["seven_bit_ops"] > 0) == onednn.int8_pairs_saturate()
+    assert r["layer_rows"] >= 12
+
+
+@pytest.mark.parametrize("name", ["alexnet", "inception_v3", "vit_digits"])
 def test_committed_tutorials_show_a_meaningful_accuracy_comparison(name):
     """The notebooks on GitHub carry the outputs of one full-length run of every code cell as it
     stands (a cell added or edited since has no output of its own, or is out of order): FP32 well

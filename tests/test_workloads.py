@@ -111,3 +111,16 @@ def test_resnet50_and_mobilenet_v2_run_every_convolution_in_int8_and_match_tf(na
             return
         assert list(runners) == [ITEXLAB_INT8.name]
         assert "TensorFlowAborted" in unavailable[0].reason and "Check failed" in unavailable[0].reason
+
+
+def test_a_small_bert_runs_in_int8_as_its_qdq_graph_on_tf():
+    """bert_base's builder at toy size (bert_base itself is a benchmark): two inputs, every batch
+    matmul in an INT8 partition, the result within a few output steps of the QDQ graph on TF."""
+    workload = workloads.bert_workload(seq=8, vocab=50, hidden=16, heads=2, layers=1, ff=32)
+    quantized = quantize(workload.model, workload.calibration, QuantConfig(calibration_batches=2), progress=False)
+    plan = make_plan(quantized.qdq)
+    in_int8 = [n.op for p in plan.partitions if p.quantized for n in p.nodes]
+    assert in_int8.count("BatchMatMulV2") == 6  # Q, K, V, Q·Kᵀ, weights·V, output projection
+    got = CompiledModel(plan)(workload.sample)[0]
+    expected = run_tf(oracle_graph(quantized.qdq, plan), *workload.sample.values())[0]
+    assert np.abs(got - expected).max() <= 3 * np.abs(expected).max() / 127
