@@ -485,10 +485,12 @@ class OpByOp:
         self.inputs, self.outputs = list(inputs), list(outputs)
         graph = Graph(prune_and_sort(graph.nodes, self.outputs + self.inputs), graph.inputs, graph.outputs)
         definitions = {d.name: d for d in graph_def_from_graph(graph).node}
+        # references normalized once here: a call only looks them up
+        self._feeds, self._fetches = [normalize(r) for r in inputs], [normalize(r) for r in outputs]
         self._constants: dict[str, tf.Tensor] = {}
-        self._ops = []  # (name, op type, input references, attrs, output count)
+        self._ops = []  # (output references, op type, input references, attrs)
         for node in graph.nodes:
-            if node.name in self.inputs or ref(node.name, 0) in self.inputs or node.op == "Placeholder":
+            if node.op == "Placeholder" or node.name in self._feeds:
                 continue
             if node.op == "Const":
                 self._constants[node.name] = _eager_constant(node)
@@ -497,17 +499,16 @@ class OpByOp:
             for key, value in sorted(definitions[node.name].attr.items()):
                 if not key.startswith("_"):
                     attrs += [key, _eager_attr(node, key, value)]
-            self._ops.append((node.name, node.op.encode(), [r for r in node.inputs if not r.startswith("^")],
-                              tuple(attrs), len(node.outputs)))
+            self._ops.append(([ref(node.name, i) for i in range(len(node.outputs))], node.op.encode(),
+                              [normalize(r) for r in node.inputs if not r.startswith("^")], tuple(attrs)))
 
     def __call__(self, *arrays) -> list[np.ndarray]:
         values = dict(self._constants)
-        values.update((normalize(r), tf.constant(a)) for r, a in zip(self.inputs, arrays))
+        values.update((r, tf.constant(a)) for r, a in zip(self._feeds, arrays))
         ctx = self._context()
-        for name, op, inputs, attrs, count in self._ops:
-            results = self._execute(op, count, [values[normalize(r)] for r in inputs], attrs, ctx)
-            values.update((ref(name, i), t) for i, t in enumerate(results))
-        return [np.asarray(values[normalize(r)].numpy()) for r in self.outputs]
+        for outputs, op, inputs, attrs in self._ops:
+            values.update(zip(outputs, self._execute(op, len(outputs), [values[r] for r in inputs], attrs, ctx)))
+        return [np.asarray(values[r].numpy()) for r in self._fetches]
 
 
 def _eager_constant(node: Node) -> tf.Tensor:
