@@ -116,8 +116,8 @@ class CompiledModel:
         far outside the range the model was calibrated on (InputRangeWarning): INT8 would turn
         both into ordinary-looking numbers. False skips the check (see README for its cost).
     check_speed: on the first run, time INT8 against the plan's graph in FP32 on stock TF (a few
-        runs of each, at most 16 samples of the first batch; itexlab.runtime.speed), record it as
-        `speed` and on the plan (its summary and views show it) and warn when INT8 is slower
+        runs of each, at most 16 samples of the first batch; itexlab.runtime.speed), record it on
+        the plan (its summary and views show it; `speed` reads it there) and warn when INT8 is slower
         (SlowerThanFP32Warning, naming the steps that cost the time). False skips it; None (the
         default) follows ITEXLAB_CHECK_SPEED (on unless it is 0).
     """
@@ -130,7 +130,6 @@ class CompiledModel:
         _check_weights_fit_this_cpu(plan)
         self.plan = plan
         self.check_values = check_values
-        self.speed: SpeedCheck | None = None
         self._speed_pending = check_speed_default() if check_speed is None else check_speed
         self._options = {"keep_onednn_layouts": keep_onednn_layouts, "shapes_per_step": shapes_per_step}
         self._substitutes: dict[tuple, CompiledModel] = {}  # input shapes -> a model for those shapes
@@ -176,11 +175,16 @@ class CompiledModel:
 
     def check_speed(self, *inputs) -> SpeedCheck | None:
         """Time INT8 against the plan's graph in FP32 on stock TF on these inputs (as the first run
-        does, see check_speed above), record it as `speed` and on the plan, and warn when INT8 is
+        does, see check_speed above), record it on the plan, and warn when INT8 is
         slower. None when TF cannot run the FP32 graph (logged)."""
         self._speed_pending = False
-        self.speed = self.plan.speed = speed.first_run(self, self.inputs_of(*inputs))
-        return self.speed
+        self.plan.speed = speed.first_run(self, self.inputs_of(*inputs))
+        return self.plan.speed
+
+    @property
+    def speed(self) -> SpeedCheck | None:
+        """INT8 against FP32 as the last check of this plan measured it (see check_speed)."""
+        return self.plan.speed
 
     def inputs_of(self, *inputs) -> list[np.ndarray]:
         """The model's inputs as it runs them: one checked array per input, in the graph's order,
