@@ -3,9 +3,9 @@ and by stock TensorFlow (the oracle), must agree within quantization steps.
 
 Each example draws a network (convolutions with any kernel, stride and padding and any activation
 Keras writes (sigmoid, tanh, swish, hard swish and sigmoid, GELU in its erf and tanh forms, ELU,
-leaky ReLU), depthwise convolutions, pooling, residual adds, concats, Keras 3's decomposed
-LayerNormalization, an op with no oneDNN translation in the middle, a flatten + matmul or a global
-mean + softmax head), its weights, calibration ranges (sometimes too
+leaky ReLU), depthwise and transposed convolutions, pooling, resizes, strided slices, residual adds,
+concats, Keras 3's decomposed LayerNormalization, an op with no oneDNN translation in the middle, a
+flatten + matmul or a global mean + softmax head), its weights, calibration ranges (sometimes too
 narrow, as real calibration is), input signedness and batch size. The ranges are taken from an
 eager FP32 pass over the input, scaled by a random factor, exactly as INC pins them: constants.
 
@@ -48,6 +48,11 @@ LAYERS = st.one_of(
     st.fixed_dictionaries({"kind": st.just("concat"), "channels": st.integers(1, 6)}),
     st.fixed_dictionaries({"kind": st.just("fallback")}),
     st.fixed_dictionaries({"kind": st.just("layernorm"), "scale": st.booleans(), "center": st.booleans()}),
+    st.fixed_dictionaries({"kind": st.just("transposed"), "kernel": st.integers(1, 3), "stride": st.integers(1, 2),
+                           "padding": PADDING, "channels": st.integers(1, 8), "activation": ACTIVATION}),
+    st.fixed_dictionaries({"kind": st.just("resize"), "method": st.sampled_from(["bilinear", "nearest"]),
+                           "scale": st.sampled_from([0.5, 0.75, 1.5, 2.0])}),
+    st.fixed_dictionaries({"kind": st.just("slice"), "start": st.integers(0, 2), "step": st.integers(1, 3)}),
 )
 
 
@@ -164,6 +169,18 @@ def build(net: Network):
                 x = q(tf.math.cumsum(x, axis=3) * 0.5)  # no oneDNN translation: runs on TF in the middle
             elif kind == "layernorm" and x.shape[-1] >= 4:  # over 2 channels, one step in is ~16 out
                 x = layer_norm(x, layer)
+            elif kind == "transposed" and max(x.shape[1:3]) <= 12:
+                k, s = layer["kernel"], layer["stride"]
+                size = [d * s if layer["padding"] == "SAME" else (d - 1) * s + k for d in x.shape[1:3]]
+                w = weight(k, k, layer["channels"], x.shape[-1])
+                y = tf.nn.conv2d_transpose(x, qdq_weights(w, axis=2), [tf.shape(x)[0], *size, layer["channels"]], s,
+                                           layer["padding"])
+                x = activate(y, layer["activation"])
+            elif kind == "resize" and max(x.shape[1:3]) <= 12:
+                size = [max(1, round(d * layer["scale"])) for d in x.shape[1:3]]
+                x = q(tf.image.resize(x, size, method=layer["method"]))
+            elif kind == "slice" and min(x.shape[1:3]) > layer["start"]:
+                x = q(x[:, layer["start"]::layer["step"], layer["start"]::layer["step"], :])
         if net.head == "flatten_matmul":
             flat = q(tf.reshape(x, [-1, int(np.prod(x.shape[1:]))]), tf.quint8, mode="MIN_FIRST")
             x = q(tf.matmul(flat, qdq_weights(weight(flat.shape[-1], 5), axis=1)) + weight(5) * 0.1)

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_matches_tf, graph_of, partition_with, qdq, qdq_weights, run_itexlab, run_tf
+from conftest import (assert_matches_tf, graph_of, oracle_graph, partition_with, qdq, qdq_weights, run_itexlab,
+                      run_tf)
 
 from itexlab.config import PartitionConfig
 from itexlab.frontend import tfgraph
@@ -456,6 +457,123 @@ def test_transposes_run_in_the_executor_as_onednn_reorders():
     model = CompiledModel(plan)
     step = next(s for s in model.steps if s.kind == "transpose")
     assert step.view_shape == [0, 3, 1, 4, 2]
+
+
+SLICES = {  # as users write them; TF turns each into one StridedSlice with its masks
+    "first_row": lambda y: y[:, 0],                    # shrunk axis (a pooler's first token)
+    "window": lambda y: y[:, 1:, ::2, :],
+    "ellipsis": lambda y: y[..., 1:3],
+    "new_axis": lambda y: y[:, tf.newaxis, 2:5, -3:],  # a new axis and negative bounds
+    "strided_ends": lambda y: y[:, -3:, :, ::3],
+    "two_shrunk": lambda y: y[:, :, 7, 1],
+}
+
+
+@pytest.mark.parametrize("name", SLICES)
+def test_strided_slices_run_in_the_executor_as_strided_copies(name):
+    """Between int8 partitions, each slice is a copy of a strided window of its input in the executor:
+    the same values as TF's StridedSlice, bit for bit."""
+    def fn(x):
+        return SLICES[name](conv_block(quantized_input(x))) * 2.0
+
+    graph = graph_of(fn, (None, 10, 10, 4))
+    plan, got = assert_matches_tf(graph, X, steps=0)
+    assert [v.op for v in plan.views] == ["StridedSlice"] and "StridedSlice" not in {f.op for f in plan.fallback}
+    assert "slice" in [s.kind for s in CompiledModel(plan).steps]
+    assert got[0].shape == run_tf(oracle_graph(graph, plan), X)[0].shape
+
+
+@pytest.mark.parametrize("slicer, why", [
+    (lambda y: y[:, ::-1], "a negative stride"),
+    (lambda y: y[:, 3:3], "an empty result"),
+    (lambda y: y[: tf.shape(y)[1] // 2], "bounds computed at run time"),
+])
+def test_slices_the_executor_cannot_take_stay_on_tf_and_say_why(slicer, why):
+    graph = graph_of(lambda x: slicer(conv_block(quantized_input(x))) * 2.0, (None, 10, 10, 4))
+    plan, got = run_itexlab(graph, X)
+    np.testing.assert_array_equal(got[0], run_tf(oracle_graph(graph, plan), X)[0])
+    reasons = {f.reason for f in plan.fallback if f.op == "StridedSlice"}
+    assert len(reasons) == 1 and why in reasons.pop()
+
+
+def test_expand_dims_and_squeeze_are_zero_copy_views():
+    """Keras' Conv1D is ExpandDims -> Conv2D -> Squeeze: none of them needs TF."""
+    def fn(x):
+        y = tf.expand_dims(conv_block(quantized_input(x)), 1)
+        return tf.squeeze(y * 2.0, [1])
+
+    plan, _ = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X, steps=0)
+    assert sorted(v.op for v in plan.views) == ["ExpandDims", "Squeeze"]
+    assert {s.kind for s in CompiledModel(plan).steps if s.label in {v.name for v in plan.views}} == {"view"}
+    assert "zero-copy views" in plan.summary()
+
+
+RESIZES = {
+    "bilinear_up": lambda y: tf.image.resize(y, [14, 18]),
+    "bilinear_down": lambda y: tf.image.resize(y, [7, 5]),
+    "nearest_up": lambda y: tf.image.resize(y, [20, 15], method="nearest"),
+    "nearest_down": lambda y: tf.image.resize(y, [5, 4], method="nearest"),
+}
+
+
+@pytest.mark.parametrize("name", RESIZES)
+def test_resizes_run_in_onednn_as_interpolate(name):
+    """Keras' Resizing and bilinear UpSampling2D (half-pixel centers): oneDNN's Interpolate."""
+    plan, _ = assert_matches_tf(graph_of(lambda x: RESIZES[name](conv_block(quantized_input(x))) * 2.0,
+                                         (None, 10, 10, 4)), X, steps=1)
+    assert partition_with(plan, "ResizeBilinear" if "bilinear" in name else "ResizeNearestNeighbor")
+
+
+def test_a_resize_with_aligned_corners_stays_on_tf_and_says_why():
+    """oneDNN 3.2 has no kernel for it, and TF 1's legacy mapping no equivalent at all."""
+    def fn(x):
+        y = conv_block(quantized_input(x))
+        return (tf.compat.v1.image.resize_bilinear(y, [13, 17], align_corners=True),
+                tf.compat.v1.image.resize_nearest_neighbor(y, [13, 17]))
+
+    plan, _ = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
+    reasons = {f.op: f.reason for f in plan.fallback if f.op.startswith("Resize")}
+    assert "no kernel for this Interpolate partition" in reasons["ResizeBilinear"]
+    assert "legacy pixel mapping" in reasons["ResizeNearestNeighbor"]
+
+
+W_TRANSPOSED = RNG.normal(size=(3, 3, 6, 8)).astype(np.float32) * 0.3  # (H, W, out, in)
+
+
+@pytest.mark.parametrize("padding, size, stride", [("SAME", 20, 2), ("VALID", 21, 2), ("VALID", 22, 2),
+                                                   ("SAME", 10, 1)])
+def test_transposed_convolutions_are_int8_partitions(padding, size, stride):
+    """Keras' Conv2DTranspose: TF states its output size, computed from the batch on TF; oneDNN
+    derives it from pads and an output padding, so that computation never runs."""
+    def fn(x):
+        y = conv_block(quantized_input(x))
+        z = tf.nn.conv2d_transpose(y, qdq_weights(W_TRANSPOSED, axis=2), [tf.shape(y)[0], size, size, 6], stride,
+                                   padding)
+        return qdq(z, -4.0, 4.0, tf.qint8)
+
+    plan, got = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
+    assert partition_with(plan, "Conv2DBackpropInput").quantized and got[0].shape == (2, size, size, 6)
+    assert all(s.kind != "callback" for s in CompiledModel(plan).steps)
+
+
+@pytest.mark.parametrize("op", ["conv", "matmul", "transposed"])
+def test_weights_scaled_along_their_input_channels_stay_on_tf(op):
+    """oneDNN's int8 kernels apply per-channel weight scales along the output channels, whatever
+    axis the Dequantize names; weights scaled along their input channels gave results off by
+    13 (conv) and 10 (matmul) quantization steps and more, silently. They now stay on TF."""
+    def fn(x):
+        y = quantized_input(x)
+        if op == "conv":
+            w = W1 * np.array([1, 5, 1, 1], np.float32)[:, None]  # one input channel 5x the others
+            return qdq(tf.nn.conv2d(y, qdq_weights(w, axis=2), 1, "SAME"), -9.0, 9.0, tf.qint8)
+        if op == "matmul":
+            w = RNG.normal(size=(400, 5)).astype(np.float32) * np.linspace(0.2, 2.0, 400, dtype=np.float32)[:, None]
+            return qdq(tf.matmul(tf.reshape(y, [-1, 400]), qdq_weights(w, axis=0)), -19.0, 19.0, tf.qint8)
+        return qdq(tf.nn.conv2d_transpose(y, qdq_weights(W_TRANSPOSED[..., :4], axis=3), [tf.shape(y)[0], 10, 10, 6],
+                                          1, "SAME"), -9.0, 9.0, tf.qint8)
+
+    plan, _ = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
+    assert any("not along its output channels" in f.reason for f in plan.fallback if f.op == "Dequantize")
 
 
 @pytest.mark.parametrize("spatial", [(10, 10), (None, None)])

@@ -176,6 +176,17 @@ def _convolution(ctx: Context) -> None:
         _fail(f"a bias of shape {ctx.inputs[2].shape} for {outputs} output channels")
 
 
+def _conv_transpose(ctx: Context) -> None:
+    """Weights (spatial..., out, in / groups) in XOI, (in / groups, out, spatial...) in IOX."""
+    if ctx.rank() < 3 or ctx.rank(1) != ctx.rank():
+        _fail(f"data of rank {ctx.rank()} and weights of rank {ctx.rank(1)}")
+    weights, groups = ctx.inputs[1].shape, ctx.op.attrs.get("groups", 1)
+    xoi = ctx.op.attrs.get("weights_format", "XOI") == "XOI"
+    outputs, inputs = (weights[-2], weights[-1]) if xoi else (weights[1], weights[0])
+    if inputs is None or outputs is None or not _known(_channels(ctx), inputs * groups):
+        _fail(f"weights of shape {weights} in {groups} groups for {_channels(ctx)} input channels")
+
+
 def _spatial_data(ctx: Context) -> None:
     if ctx.rank() < 3:
         _fail(f"data of rank {ctx.rank()} has no spatial dimensions")
@@ -280,6 +291,14 @@ RULES: dict[str, Rule] = {
     "Convolution": Rule((2, 3), attrs={**_FORMAT, **_PADDING, "strides": spatial_ints(1), "dilations": spatial_ints(1),
                                        "groups": lambda v, ctx: _int(v, 1), "weights_format": one_of("XIO", "OIX")},
                         required=("strides", "dilations", "pads_begin", "pads_end"), shapes=(_convolution,)),
+    "ConvTranspose": Rule((2, 3), attrs={**_FORMAT, **_PADDING, "strides": spatial_ints(1),
+                                         "dilations": spatial_ints(1), "output_padding": spatial_ints(0),
+                                         "groups": lambda v, ctx: _int(v, 1), "weights_format": one_of("XOI", "IOX")},
+                          required=("strides", "dilations", "pads_begin", "pads_end"), shapes=(_conv_transpose,)),
+    "Interpolate": Rule((1, 1), attrs={**_FORMAT, "mode": one_of("nearest", "linear", "bilinear"),
+                                       "sizes": spatial_ints(1),
+                                       "coordinate_transformation_mode": one_of("half_pixel", "align_corners")},
+                        required=("mode", "sizes"), shapes=(_spatial_data,)),
     "MatMul": Rule((2, 3), attrs={"transpose_a": boolean, "transpose_b": boolean}, shapes=(_matmul,)),
     "BiasAdd": Rule((2, 2), attrs=_FORMAT, shapes=(_bias,)),
     "MaxPool": Rule((1, 1), attrs={**_POOL, "dilations": spatial_ints(1)}, required=("kernel", "strides"),

@@ -22,6 +22,9 @@ from .speed import SpeedCheck
 
 # The plan's JSON layout; from_json refuses others.
 FORMAT_VERSION = 1
+# The ops the executor may run itself, outside partitions (itexlab.lower.views), and how
+VIEW_OPS = {"Reshape": "zero-copy view", "ExpandDims": "zero-copy view", "Squeeze": "zero-copy view",
+            "Transpose": "oneDNN reorder", "StridedSlice": "strided copy"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +105,7 @@ class Plan:
     partitions: list[Partition]
     fallback: list[Fallback]
     config: PartitionConfig
-    # run by the executor itself: Reshapes as zero-copy views, Transposes as one oneDNN reorder each
+    # run by the executor itself (lower.views), as VIEW_OPS says
     views: list[PlanNode] = dataclasses.field(default_factory=list)
     isa: str = ""                 # the instruction set oneDNN ran its kernels for when planning
     weight_bits: int = 8          # 7: weights of `seven_bit_ops` narrowed (see lower.qdq.seven_bit_weights)
@@ -129,12 +132,11 @@ class Plan:
             lines.append("  fused: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
         for reason, n in self.fallback_by_reason().most_common():
             lines.append(f"  left to TF ({n}): {reason}")
-        reshapes = sum(v.op == "Reshape" for v in self.views)
-        if reshapes:
-            lines.append(f"  {reshapes} Reshape(s) outside partitions run as zero-copy views in the executor")
-        if len(self.views) > reshapes:
-            lines.append(f"  {len(self.views) - reshapes} Transpose(s) outside partitions run as oneDNN reorders "
-                         "in the executor")
+        for how in dict.fromkeys(VIEW_OPS.values()):
+            ops = Counter(v.op for v in self.views if VIEW_OPS.get(v.op) == how)
+            if ops:
+                lines.append(f"  {', '.join(f'{n} {op}(s)' for op, n in ops.items())} outside partitions run as "
+                             f"{how}s in the executor")
         if self.isa:
             lines.append(f"  oneDNN ISA: {self.isa}" + ("" if self.weight_bits == 8 else
                          f"; 7-bit weights on {len(self.seven_bit_ops)} convolutions/matmuls"
@@ -448,8 +450,8 @@ def _problems(plan: Plan):
             yield f"node {node.name!r} ({node.op}) runs nowhere: in no partition, not on TF, not a view"
     for view in plan.views:
         node = graph.node(view.name)
-        if node.op not in ("Reshape", "Transpose") or len(node.inputs) != 2 or not graph.is_constant(node.inputs[1]):
-            yield f"the view {view.name!r} is not a Reshape or Transpose to a constant shape or order"
+        if node.op not in VIEW_OPS or any(not graph.is_constant(r) for r in node.inputs[1:]):
+            yield f"the view {view.name!r} is not one of {', '.join(VIEW_OPS)} with constant parameters"
     if any(r not in produced for r in plan.layout_free):
         yield "a tensor kept in oneDNN's layout is not a partition output"
 

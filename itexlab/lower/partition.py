@@ -17,6 +17,7 @@ from ..quant.prepare import drop_identities
 from .layouts import byte_concat, layout_free_tensors
 from .qdq import global_mean_as_pooling, pad_into_max_pool, quantize_commuting_ops, seven_bit_weights, split_shared_dequantize
 from .translate import Translation, translate
+from .views import executor_step
 
 QUANTIZED_KINDS = {"Quantize", "Dequantize"}
 WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -101,7 +102,7 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     for node in graph.nodes:
         if not _is_op(node) or node.name in fused:
             continue
-        if runs_as_view(node, graph):
+        if executor_step(node, graph) is not None:
             views.append(PlanNode(node.name, node.op))
             continue
         if node.name in translation.refused:
@@ -190,7 +191,7 @@ def _choose_offloaded(candidates, constants, config: PartitionConfig, graph: Gra
 
     producer.update({normalize(r): INPUT for r in graph.inputs})  # in the executor from the start
     for node in graph.nodes:  # a view's output comes from where its input comes from
-        if runs_as_view(node, graph) and normalize(node.inputs[0]) in producer:
+        if executor_step(node, graph) is not None and normalize(node.inputs[0]) in producer:
             producer[node.name] = producer[normalize(node.inputs[0])]
     changed = True
     while changed:
@@ -203,17 +204,6 @@ def _choose_offloaded(candidates, constants, config: PartitionConfig, graph: Gra
                 chosen.add(part.index)
                 changed = True
     return chosen
-
-
-def runs_as_view(node: Node, graph: Graph) -> bool:
-    """Whether the executor runs a node itself, outside partitions: a Reshape to a constant shape of
-    a plain tensor (no computation: it reinterprets the buffer), or a Transpose by a constant
-    permutation (one oneDNN reorder; oneDNN Graph 3.2 makes no partition of a lone StaticReshape
-    or StaticTranspose, and attention's transposes would otherwise each be a round trip to TF)."""
-    if node.op not in ("Reshape", "Transpose") or graph.constant(node.inputs[1]) is None:
-        return False
-    info = graph.tensor(node.inputs[0])
-    return info.dtype in onednn.ONEDNN_DTYPES and (node.op == "Reshape" or info.shape is not None)
 
 
 def _weight_qdq_folded(node: Node, folded: Graph, unfolded: Graph) -> bool:

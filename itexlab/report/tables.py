@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..ir.graph import CONSTANT_OPS, macs
-from ..ir.plan import Plan
+from ..ir.plan import VIEW_OPS, Plan
 
 
 def partition_macs(plan: Plan, partition) -> int:
@@ -61,8 +61,7 @@ def nodes_frame(plan: Plan) -> pd.DataFrame:
     """One row per TF op of the partitioned graph: where it runs, and why when it is not fused."""
     where = placement(plan)
     reasons = {f.name: f.reason for f in plan.fallback}
-    reasons.update({v.name: "runs as a zero-copy view in the executor" if v.op == "Reshape"
-                    else "runs as one oneDNN reorder in the executor" for v in plan.views})
+    reasons.update({v.name: f"runs as a {VIEW_OPS[v.op]} in the executor" for v in plan.views})
     narrowed = set(plan.seven_bit_ops)
     rows = [{"name": n.name, "op": n.op, "placement": where.get(n.name, "TF"),
              "reason": reasons.get(n.name, ""), "seven_bit_weights": n.name in narrowed}

@@ -118,7 +118,7 @@ def to_dot(plan: Plan, expand: bool | set[int] = False, latency: dict[str, float
                                                           "color": "#bdbdbd"}) as legend:
         legend.node("legend_p", "oneDNN partition", fillcolor=GREEN, color=GREEN_EDGE)
         legend.node("legend_tf", "TF op", fillcolor=GREY)
-        legend.node("legend_v", "zero-copy view", style="rounded,dashed")
+        legend.node("legend_v", "view or reorder in the executor", style="rounded,dashed")
         for point in "abcd":
             legend.node(f"legend_{point}", shape="point", width="0.05")
         legend.edge("legend_a", "legend_b", "INT8 tensor", color=INT8_EDGE, penwidth="2.2")

@@ -1,6 +1,6 @@
 """The order a plan runs in: its partitions, views and TF fallback nodes as one list of steps.
 
-A step is a oneDNN partition, a byte concat, a zero-copy reshape, or one TF subgraph made of every
+A step is a oneDNN partition, a byte concat, a view, transpose or slice (lower.views), or one TF subgraph made of every
 fallback node that can run at that point (Python is entered once per subgraph, never op by op).
 The layout and concat policy comes from the plan (itexlab.lower.layouts); this module only orders.
 """
@@ -16,22 +16,24 @@ import numpy as np
 from ..backend.onednn import OneDnnPartition
 from ..errors import ModelError
 from ..frontend import tfgraph
-from ..ir.graph import QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref, split_ref
+from ..ir.graph import (PURE_TF_OPS, QUANTIZED_DTYPES, DType, Graph, Node, ShapeAttr, TensorInfo, normalize, ref,
+                        split_ref)
 from ..ir.plan import Plan
+from ..lower import views
 
-StepKind = Literal["partition", "callback", "view", "transpose", "concat"]
+StepKind = Literal["partition", "callback", "view", "transpose", "slice", "concat"]
 EAGER_OPS = 6  # TF segments of at most this many ops run op by op (see _SegmentFunction._runner)
 
 
 @dataclasses.dataclass
 class Step:
-    kind: StepKind                      # a oneDNN partition, a TF subgraph, a zero-copy reshape, a byte concat
+    kind: StepKind                      # a oneDNN partition, a TF subgraph, lower.views' steps, a byte concat
     partition: int                      # compiled oneDNN partition's index, for partition steps
     callback: Callable | None           # TF subgraph, for callback steps
     inputs: list[str]
     outputs: list[str]
     label: str                          # partition name or a description of the TF segment
-    view_shape: list[int] = dataclasses.field(default_factory=list)  # view steps: the shape; transposes: the order
+    view_shape: list[int] = dataclasses.field(default_factory=list)  # views, transposes, slices: lower.views
     concat_axis: int = -1               # for concat steps: partitions that only move bytes (lower.layouts)
     nodes: list[str] = dataclasses.field(default_factory=list)  # callback steps: the TF nodes they run
 
@@ -76,9 +78,10 @@ def schedule(plan: Plan, compiled: dict[int, OneDnnPartition], alias: dict[str, 
     def native_step(u: int) -> Step:
         kind, item = units[u]
         if kind == "view":
-            values = [int(d) for d in np.atleast_1d(graph.constant(item.inputs[1]))]
-            return Step("view" if item.op == "Reshape" else "transpose", 0, None, unit_inputs(u), [item.name],
-                        item.name, values)
+            executor_step = views.executor_step(item, graph)
+            if executor_step is None:
+                raise ModelError(f"the plan runs {item.op} {item.name!r} in the executor, which cannot run it")
+            return Step(executor_step[0], 0, None, unit_inputs(u), [item.name], item.name, executor_step[1])
         if item.byte_concat is not None:
             sources = [resolve(alias, r) for r in item.byte_concat.sources]
             return Step("concat", 0, None, sources, [t.name for t in item.outputs], item.name,
@@ -136,18 +139,22 @@ def _tf_step(plan: Plan, nodes: list[Node], alias, unit_inputs, segment) -> Step
 
 
 def _drop_unread_outputs(steps: list[Step], graph: Graph, alias) -> list[Step]:
-    """A TF segment hands back only what a later step or the caller reads."""
+    """A TF segment hands back only what a later step or the caller reads. Views, and TF segments of
+    pure ops (ir.graph.PURE_TF_OPS), whose results nothing reads do not run: a transposed
+    convolution's output size, say, computed from the batch on TF, which oneDNN derives itself."""
     wanted = {resolve(alias, r) for r in graph.outputs}
-    for step in steps:
-        wanted |= set(step.inputs)
-    result = []
-    for step in steps:
-        if step.kind == "callback":
+    kept = []
+    for step in reversed(steps):
+        if step.kind in ("callback", "view", "transpose", "slice"):
             keep = [i for i, r in enumerate(step.outputs) if r in wanted]
-            step = dataclasses.replace(step, outputs=[step.outputs[i] for i in keep],
-                                       callback=step.callback.select(keep))
-        result.append(step)
-    return result
+            if not keep and (step.kind != "callback" or all(graph.node(n).op in PURE_TF_OPS for n in step.nodes)):
+                continue
+            if step.kind == "callback":
+                step = dataclasses.replace(step, outputs=[step.outputs[i] for i in keep],
+                                           callback=step.callback.select(keep))
+        wanted |= set(step.inputs)
+        kept.append(step)
+    return kept[::-1]
 
 
 class _SegmentFunction:

@@ -69,7 +69,8 @@ dg::op::kind op_kind_from_name(const std::string &name) {
         {"GELU", k::GELU},         {"HardSwish", k::HardSwish},
         {"HardSigmoid", k::HardSigmoid}, {"LayerNorm", k::LayerNorm},
         {"Exp", k::Exp},           {"Sqrt", k::Sqrt},
-        {"Square", k::Square},     {"Abs", k::Abs}};
+        {"Square", k::Square},     {"Abs", k::Abs},
+        {"Interpolate", k::Interpolate}, {"ConvTranspose", k::ConvTranspose}};
     auto it = table.find(name);
     if (it == table.end()) throw std::invalid_argument("unknown oneDNN op kind '" + name + "'");
     return it->second;
@@ -93,7 +94,9 @@ dg::op::attr attr_from_name(const std::string &name) {
         {"qtype", a::qtype},           {"rounding_type", a::rounding_type},
         {"weights_format", a::weights_format}, {"epsilon", a::epsilon},
         {"begin_norm_axis", a::begin_norm_axis}, {"keep_stats", a::keep_stats},
-        {"use_affine", a::use_affine}};
+        {"use_affine", a::use_affine}, {"output_padding", a::output_padding},
+        {"sizes", a::sizes},           {"mode", a::mode},
+        {"coordinate_transformation_mode", a::coordinate_transformation_mode}};
     auto it = table.find(name);
     if (it == table.end()) throw std::invalid_argument("unknown oneDNN op attribute '" + name + "'");
     return it->second;

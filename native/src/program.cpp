@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 namespace itexlab {
@@ -68,6 +69,7 @@ StepKind step_kind(const std::string &name) {
     if (name == "callback") return StepKind::callback;
     if (name == "view") return StepKind::view;
     if (name == "transpose") return StepKind::transpose;
+    if (name == "slice") return StepKind::slice;
     if (name == "concat") return StepKind::concat;
     throw std::invalid_argument("unknown step kind '" + name + "'");
 }
@@ -76,6 +78,50 @@ StepKind step_kind(const std::string &name) {
 dnnl::memory::desc plain_memory_desc(const lt &desc) {
     auto dims = desc.get_dims();
     return dnnl::memory::desc(dims, static_cast<dnnl::memory::data_type>(desc.get_data_type()), dense_strides(dims));
+}
+
+
+// The shape with its one -1 filled so that it holds `volume` elements; throws where none fits.
+std::vector<int64_t> filled_shape(std::vector<int64_t> shape, int64_t volume, const std::string &what) {
+    int64_t known = 1, unknown = 0;
+    for (auto d : shape) {
+        if (d < 0) unknown++;
+        else known *= d;
+    }
+    if (unknown > 1) throw std::invalid_argument(what + ": more than one -1 in its target shape");
+    for (auto &d : shape)
+        if (d < 0) d = known ? volume / known : 0;
+    int64_t result = 1;
+    for (auto d : shape) result *= d;
+    if (result != volume)
+        throw std::invalid_argument(what + " cannot view " + std::to_string(volume) + " elements in its target shape");
+    return shape;
+}
+
+// A slice step's window into an input of these dims: the window's dims, the input strides it
+// reads with, and the element offset of its first element. Bounds are checked against the input.
+struct Window {
+    std::vector<int64_t> dims, strides;
+    int64_t offset = 0;
+};
+
+Window slice_window(const std::vector<int64_t> &numbers, const std::vector<int64_t> &input, const std::string &name) {
+    size_t rank = input.size();
+    if (numbers.size() < 3 * rank)
+        throw std::invalid_argument("slice '" + name + "' does not fit an input of rank " + std::to_string(rank));
+    Window window;
+    auto dense = dense_strides(input);
+    for (size_t a = 0; a < rank; ++a) {
+        int64_t begin = numbers[a], step = numbers[rank + a], size = numbers[2 * rank + a];
+        if (size == -1 && begin == 0 && step == 1) size = input[a];
+        if (begin < 0 || step < 1 || size < 1 || begin + (size - 1) * step >= input[a])
+            throw std::invalid_argument("slice '" + name + "' reads outside its input (axis " + std::to_string(a) +
+                                        " of length " + std::to_string(input[a]) + ")");
+        window.dims.push_back(size);
+        window.strides.push_back(dense[a] * step);
+        window.offset += begin * dense[a];
+    }
+    return window;
 }
 
 }  // namespace
@@ -95,7 +141,7 @@ Program::Program(std::shared_ptr<OneDnnGraph> graph, std::vector<StepSpec> steps
             step.callback = spec.callback;
         }
         if (step.kind == StepKind::partition) step.partition = &graph_->partition_at(spec.partition);
-        if ((step.kind == StepKind::view || step.kind == StepKind::transpose) &&
+        if ((step.kind == StepKind::view || step.kind == StepKind::transpose || step.kind == StepKind::slice) &&
             (spec.inputs.size() != 1 || spec.outputs.size() != 1))
             throw std::invalid_argument(spec.kind + " step '" + spec.name + "' needs one input and one output");
         if (step.kind == StepKind::transpose) {
@@ -413,21 +459,46 @@ void Program::run_view(Step &step) {
     const auto &in = slots_[step.inputs[0]];
     auto &out = slots_[step.outputs[0]];
     require_dense(in.desc, "the input of view '" + step.name + "'");
-    auto dims = in.desc.get_dims();
-    int64_t volume = 1, known = 1;
-    for (auto d : dims) volume *= d;
-    std::vector<int64_t> shape = step.view_shape;
-    for (auto d : shape)
-        if (d >= 0) known *= d;
-    for (auto &d : shape)
-        if (d < 0) d = known ? volume / known : 0;
-    int64_t result = 1;
-    for (auto d : shape) result *= d;
-    if (result != volume)
-        throw std::invalid_argument("reshape '" + step.name + "' cannot view " + std::to_string(volume) +
-                                    " elements in its target shape");
+    int64_t volume = 1;
+    for (auto d : in.desc.get_dims()) volume *= d;
     out.ptr = in.ptr;  // the source slot keeps the memory alive; a view the caller receives is copied
-    out.desc = strided(out.id, out.dtype, shape);
+    out.desc = strided(out.id, out.dtype, filled_shape(step.view_shape, volume, "reshape '" + step.name + "'"));
+}
+
+// A strided slice as a copy of a window of its input (oneDNN takes no memory descriptor whose
+// strides overlap, as a step along the last axis larger than that axis' stride makes them), in
+// contiguous runs where the last axis is read whole; the output then takes the slice's own shape.
+void Program::run_slice(Step &step) {
+    cpu_stream().wait();  // the input is complete
+    const auto &in = slots_[step.inputs[0]];
+    require_dense(in.desc, "the input of slice '" + step.name + "'");
+    auto window = slice_window(step.view_shape, in.desc.get_dims(), step.name);
+    size_t rank = window.dims.size();
+    int64_t volume = 1;
+    for (auto d : window.dims) volume *= d;
+    std::vector<int64_t> shape(step.view_shape.begin() + 3 * static_cast<long>(rank), step.view_shape.end());
+    auto &slot = slots_[step.outputs[0]];
+    place_output(slot, strided(slot.id, slot.dtype, filled_shape(shape, volume, "slice '" + step.name + "'")));
+    size_t element = dnnl::memory::data_type_size(static_cast<dnnl::memory::data_type>(in.desc.get_data_type()));
+    const auto *source = static_cast<const char *>(in.ptr) + window.offset * element;
+    auto *destination = static_cast<char *>(slot.ptr);
+    int64_t run = rank ? window.dims[rank - 1] : 1, step_along = rank ? window.strides[rank - 1] : 1;
+    std::vector<int64_t> index(rank ? rank - 1 : 0, 0);
+    for (int64_t done = 0; done < volume; done += run) {
+        int64_t offset = 0;
+        for (size_t a = 0; a + 1 < rank; ++a) offset += index[a] * window.strides[a];
+        if (step_along == 1) {
+            std::memcpy(destination, source + offset * element, run * element);
+        } else {
+            for (int64_t i = 0; i < run; ++i)
+                std::memcpy(destination + i * element, source + (offset + i * step_along) * element, element);
+        }
+        destination += run * element;
+        for (size_t a = index.size(); a-- > 0;) {  // the next window position, last axis fastest
+            if (++index[a] < window.dims[a]) break;
+            index[a] = 0;
+        }
+    }
 }
 
 py::list Program::run(const py::sequence &inputs) {
@@ -462,6 +533,7 @@ py::list Program::run(const py::sequence &inputs) {
             case StepKind::concat: run_concat(step); break;
             case StepKind::view: run_view(step); break;
             case StepKind::transpose: run_transpose(step); break;
+            case StepKind::slice: run_slice(step); break;
         }
         if (profiling_) {
             cpu_stream().wait();

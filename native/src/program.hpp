@@ -14,18 +14,20 @@ namespace itexlab {
 
 // What a step does: run a oneDNN partition, call Python to run the framework's own kernels, view
 // a plain tensor in another shape (reshape, no copy), transpose a plain tensor (a oneDNN reorder
-// primitive), or concatenate plain tensors (a oneDNN concat primitive).
-enum class StepKind { partition, callback, view, transpose, concat };
+// primitive), copy a strided window of one, or concatenate plain tensors (a oneDNN concat primitive).
+enum class StepKind { partition, callback, view, transpose, slice, concat };
 
 // One step of a plan as Python describes it. Inputs and outputs are tensor ids.
 struct StepSpec {
-    std::string kind;      // "partition", "callback", "view", "transpose" or "concat"
+    std::string kind;      // "partition", "callback", "view", "transpose", "slice" or "concat"
     size_t partition;      // index into the graph's partitions, for partition steps
     py::object callback;   // the callable, for callback steps
     std::vector<size_t> inputs;
     std::vector<size_t> outputs;
     std::string name;      // for error messages
-    std::vector<int64_t> view_shape;  // target shape (one -1 allowed) for view steps; the order, for transposes
+    // view steps: the target shape (one -1 allowed); transposes: the order; slices, for an input of
+    // rank r: r begins, r steps, r sizes (-1: the whole axis), then the output shape (one -1 allowed)
+    std::vector<int64_t> view_shape;
     int64_t concat_axis = -1;         // for concat steps
 };
 
@@ -115,6 +117,7 @@ private:
     void run_callback(Step &step);
     void run_view(Step &step);
     void run_transpose(Step &step);
+    void run_slice(Step &step);
 
     std::shared_ptr<OneDnnGraph> graph_;
     std::vector<Slot> slots_;

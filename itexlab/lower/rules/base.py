@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ...ir.graph import Graph, Node, TensorInfo, normalize, split_ref
+from ...ir.graph import MATMUL_OPS, Graph, Node, TensorInfo, normalize, split_ref
 from ...ir.plan import OneDnnOp
 from ..qparams import non_vnni_weights
 
@@ -73,6 +73,20 @@ class Context:
         """Whether this Dequantize gives weights that oneDNN without VNNI sums in int16 pairs."""
         return any(normalize(user.inputs[1]) == node.name and non_vnni_weights(self.graph, user) == "int16 pairs"
                    for user in self.consumers.get(node.name, []) if len(user.inputs) > 1)
+
+    def output_channel_axis(self, user: Node, weights: str, rank: int) -> int | None:
+        """The axis of `weights` (of this rank) along the output channels of the compute op `user`
+        reading them as its weights, as oneDNN lays them out; None where `user` reads them otherwise."""
+        if len(user.inputs) < 2 or normalize(user.inputs[1]) != weights:  # every such op's weights: input 1
+            return None
+        if user.op in ("Conv2D", "DepthwiseConv2dNative"):  # XIO (depthwise: grouped, by the Dequantize rule)
+            return rank - 1
+        if user.op == "Conv2DBackpropInput":  # XOI
+            return rank - 2
+        if user.op in MATMUL_OPS:
+            transposed = user.attrs.get("transpose_b" if user.op == "MatMul" else "adj_y", False)
+            return rank - 2 if transposed else rank - 1
+        return None
 
     def quantizer_of(self, dequantize: Node) -> Node:
         """The QuantizeV2 whose outputs a Dequantize reads, with constant min/max."""

@@ -1,5 +1,5 @@
-"""Rules for the ops that hold a model's multiply-accumulates, and pooling: Conv2D, depthwise
-convolution, MatMul and batch matmuls, BiasAdd, max and average pooling."""
+"""Rules for the ops that hold a model's multiply-accumulates, and pooling: Conv2D, depthwise and
+transposed convolution, MatMul and batch matmuls, BiasAdd, max and average pooling."""
 
 from __future__ import annotations
 
@@ -38,6 +38,40 @@ def _depthwise(node: Node, ctx: Context) -> list[OneDnnOp]:
     return [ctx.op("Convolution", node, [node.inputs[0], weights], strides=hw(node.attrs["strides"], fmt),
                    dilations=hw(node.attrs.get("dilations", [1, 1, 1, 1]), fmt), groups=int(c),
                    data_format="NXC", weights_format="XIO", **padding(node))]
+
+
+@rule("Conv2DBackpropInput")
+def _conv_transpose(node: Node, ctx: Context) -> list[OneDnnOp]:
+    """A transposed convolution (Keras Conv2DTranspose): TF's filter (H, W, out, in) is oneDNN's
+    XOI ConvTranspose weights (oneDNN 3.2 refuses "XIO", its documented name for them). TF states
+    the output size (input_sizes, computed from the batch at run time); oneDNN derives it from the
+    pads and an output padding, worked out here from the spatial sizes, which must be known at plan
+    time."""
+    fmt = node.attrs.get("data_format", "NHWC")
+    strides, dilations = hw(node.attrs["strides"], fmt), hw(node.attrs.get("dilations", [1, 1, 1, 1]), fmt)
+    source, weights = node.inputs[2], node.inputs[1]
+    shapes = [ctx.graph.tensor(r).shape for r in (source, node.name, weights)]
+    if any(shape is None or len(shape) != 4 for shape in shapes) or None in (
+            *shapes[0][1:3], *shapes[1][1:3], *shapes[2][:2]):
+        raise Untranslatable("its spatial sizes are not known at plan time")
+    inputs, outputs, kernel = shapes[0][1:3], shapes[1][1:3], shapes[2][:2]
+    pads = padding(node)
+    begins, ends, extra = [], [], []
+    for i, o, k, s, d, axis in zip(inputs, outputs, kernel, strides, dilations, range(2)):
+        full = (i - 1) * s + (k - 1) * d + 1  # the output size with no padding
+        if pads["auto_pad"] == "SAME_UPPER":
+            total = max(full - o, 0)
+            begin, end = total // 2, total - total // 2
+        else:
+            begin, end = pads["pads_begin"][axis], pads["pads_end"][axis]
+        if not 0 <= o - (full - begin - end) < s:
+            raise Untranslatable(f"an output size of {o} that no padding of a {i}-long input gives")
+        begins.append(begin)
+        ends.append(end)
+        extra.append(o - (full - begin - end))
+    return [ctx.op("ConvTranspose", node, [source, weights], strides=strides, dilations=dilations, groups=1,
+                   pads_begin=begins, pads_end=ends, output_padding=extra, auto_pad="None",
+                   data_format="NXC", weights_format="XOI")]
 
 
 @rule("MatMul")

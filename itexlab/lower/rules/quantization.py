@@ -51,7 +51,21 @@ def _dequantize(node: Node, ctx: Context) -> list[OneDnnOp]:
         scales, zps, qtype = _grouped_weights(ctx, node, quantizer, scales, zps, qtype)
     if quantizer.name in ctx.constants and ctx.seven_bit_weights and ctx.weights_meet_int16_pairs(node):
         scales = _halved_codes(ctx, quantizer, scales)
+    if qtype["qtype"] == "per_channel":
+        _require_output_channel_scales(ctx, node, qtype["axis"])
     return [ctx.op("Dequantize", node, [quantizer.name], scales=scales, zps=zps, **qtype)]
+
+
+def _require_output_channel_scales(ctx: Context, node: Node, axis: int) -> None:
+    """oneDNN's int8 convolutions and matmuls apply per-channel weight scales along their output
+    channels, whatever axis the Dequantize names: weights scaled along another axis (per input
+    channel, say) would give a wrong result without an error. They stay on TF."""
+    rank = len(ctx.extra_tensors.get(node.name, ctx.graph.tensor(node.name)).shape)
+    for user in ctx.consumers.get(node.name, []):
+        expected = ctx.output_channel_axis(user, node.name, rank)
+        if expected is not None and axis % rank != expected:
+            raise Untranslatable(f"weights of {user.name} scaled per channel along axis {axis}, not along its output "
+                                 f"channels (axis {expected}), which oneDNN's int8 {user.op} assumes")
 
 
 def _halved_codes(ctx: Context, quantizer: Node, scales: list[float]) -> list[float]:

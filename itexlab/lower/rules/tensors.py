@@ -1,5 +1,5 @@
-"""Rules for ops that move, join or reduce tensors: Identity, ConcatV2, Reshape, Transpose,
-Softmax and reductions."""
+"""Rules for ops that move, join or reduce tensors: Identity, ConcatV2, Reshape and its kin,
+Transpose, Softmax and reductions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 
 from ...ir.graph import Node
 from ...ir.plan import OneDnnOp
+from .. import views
 from .base import Context, Untranslatable, rule
 
 
@@ -27,19 +28,35 @@ def _concat(node: Node, ctx: Context) -> list[OneDnnOp]:
     return [ctx.op("Concat", node, values, axis=axis)]
 
 
-@rule("Reshape")
-def _reshape(node: Node, ctx: Context) -> list[OneDnnOp]:
+@rule("Reshape", "ExpandDims", "Squeeze", "StridedSlice")
+def _executor_only(node: Node, ctx: Context) -> list[OneDnnOp]:
     # oneDNN 3.2 reports [Dequantize, MaxPool, StaticReshape, Quantize] as a supported partition and
-    # then fails to compile it; a reshape of a plain tensor is free anyway: the executor runs it
-    # as a zero-copy view (see partition.runs_as_view).
-    ctx.const(node.inputs[1], "target shape")
-    raise Untranslatable("a Reshape runs as a zero-copy view in the executor, outside oneDNN")
+    # then fails to compile it, and has no slice op; the executor runs these itself where it can
+    # (lower.views), and the reason here is for the ones it cannot.
+    raise Untranslatable(views.explain(node, ctx.graph))
 
 
 @rule("Transpose")
 def _transpose(node: Node, ctx: Context) -> list[OneDnnOp]:
     order = [int(d) for d in ctx.const(node.inputs[1], "permutation")]
     return [ctx.op("StaticTranspose", node, node.inputs[:1], order=order)]
+
+
+@rule("ResizeBilinear", "ResizeNearestNeighbor")
+def _resize(node: Node, ctx: Context) -> list[OneDnnOp]:
+    """Keras' Resizing and bilinear UpSampling2D: oneDNN's Interpolate, to a constant size."""
+    size = [int(d) for d in np.atleast_1d(ctx.const(node.inputs[1], "output size"))]
+    if node.attrs.get("align_corners"):
+        mapping = "align_corners"
+    elif node.attrs.get("half_pixel_centers"):
+        mapping = "half_pixel"
+    else:
+        raise Untranslatable("TF 1's legacy pixel mapping (neither half-pixel centers nor aligned corners), "
+                             "which oneDNN has not")
+    if ctx.rank(node.inputs[0]) != 4 or len(size) != 2:
+        raise Untranslatable("a resize of a tensor that is not an NHWC image")
+    return [ctx.op("Interpolate", node, node.inputs[:1], mode="linear" if node.op == "ResizeBilinear" else "nearest",
+                   sizes=size, coordinate_transformation_mode=mapping, data_format="NXC")]
 
 
 @rule("Softmax")
