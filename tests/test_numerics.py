@@ -133,3 +133,22 @@ def test_the_plan_names_the_isa_and_the_ops_with_seven_bit_weights(monkeypatch):
     assert data["isa"] == plan.isa and data["seven_bit_ops"] == list(nodes[nodes.seven_bit_weights].index)
     forced = partition.make_plan(graph, PartitionConfig(weight_bits=7))
     assert "7-bit weights on 2 convolutions/matmuls" in forced.summary()
+
+
+@pytest.mark.parametrize("data", ["quint8", "qint8"])
+def test_transposed_convolution_with_weights_at_their_limit(data):
+    """oneDNN's int8 transposed convolution without VNNI runs the convolution's kernels: 8-bit
+    weights on u8 data near 255 clipped half of its output (126.8 of 253.5) under AVX2 and
+    AVX512_CORE, silently; with 7-bit weights it matches the QDQ graph on every ISA."""
+    w = np.where(np.arange(16) % 2, 0.99, 1.0).astype(np.float32) * np.ones((3, 3, 8, 16), np.float32)
+    lo = -4.0 if data == "qint8" else 0.0
+
+    def fn(t):
+        y = qdq(t, lo, 4.0, getattr(tf, data))
+        z = tf.nn.conv2d_transpose(y, qdq_weights(w, axis=2), [tf.shape(t)[0], 12, 12, 8], 2, "SAME")
+        return qdq(z, -700.0, 700.0, tf.qint8)
+
+    x = np.full((2, 6, 6, 16), 3.95, np.float32)
+    plan, got = assert_matches_tf(graph_of(fn, (None, 6, 6, 16)), x)
+    assert ("conv2d_transpose" in plan.seven_bit_ops) == onednn.int8_pairs_saturate()
+    assert np.abs(got[0]).max() > 240  # nothing clipped: the sums are near 253 wherever the kernel is whole

@@ -19,12 +19,17 @@ NON_VNNI_WEIGHTS = {
     **{(op, dtype): "int16 pairs" for op in ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
        for dtype in ("quint8", "qint8")},  # batch matmuls too, both of whose operands may be activations
     ("DepthwiseConv2dNative", "qint8"): "halved",
+    # a transposed convolution's int8 kernels are the convolution's (measured: 8-bit weights on u8 data
+    # near 255 clipped half its output under AVX2 and AVX512_CORE)
+    ("Conv2DBackpropInput", "quint8"): "int16 pairs", ("Conv2DBackpropInput", "qint8"): "halved",
 }
+DATA_INPUT = {"Conv2DBackpropInput": 2}  # the data input of a weighted op, where it is not input 0
 
 
 def non_vnni_weights(graph: Graph, op: Node) -> str | None:
     """NON_VNNI_WEIGHTS for a weighted op, from the int8 type its data input is dequantized from."""
-    source = graph.producer(op.inputs[0]) if op.inputs else None
+    data = DATA_INPUT.get(op.op, 0)
+    source = graph.producer(op.inputs[data]) if len(op.inputs) > data else None
     if source is None or source.op != "Dequantize":
         return None  # f32 data: oneDNN dequantizes the weights and computes in f32
     return NON_VNNI_WEIGHTS.get((op.op, graph.node(source.inputs[0]).attrs.get("T")))
