@@ -161,30 +161,32 @@ def _channels(ctx: Context, index: int = 0):
 
 
 def _convolution(ctx: Context) -> None:
-    if ctx.rank() < 3 or ctx.rank(1) != ctx.rank():
-        _fail(f"data of rank {ctx.rank()} and weights of rank {ctx.rank(1)}")
-    weights, groups = ctx.inputs[1].shape, ctx.op.attrs.get("groups", 1)
-    if ctx.op.attrs.get("weights_format", "XIO") == "XIO":
-        inputs, outputs, kernel = weights[-2], weights[-1], weights[:-2]
-    else:
-        outputs, inputs, kernel = weights[0], weights[1], weights[2:]
-    if any(k is None for k in (inputs, outputs, *kernel)):
-        _fail("the weights' shape is not known")
-    if outputs % groups or not _known(_channels(ctx), None if inputs is None else inputs * groups):
-        _fail(f"{groups} groups do not divide {_channels(ctx)} input channels into weights of shape {weights}")
-    if len(ctx.inputs) == 3 and ctx.inputs[2].shape != (outputs,):
-        _fail(f"a bias of shape {ctx.inputs[2].shape} for {outputs} output channels")
+    """Weights (spatial..., in / groups, out) in XIO, (out, in / groups, spatial...) in OIX."""
+    weights = ctx.inputs[1].shape if ctx.rank() >= 3 and ctx.rank(1) == ctx.rank() else ()
+    xio = ctx.op.attrs.get("weights_format", "XIO") == "XIO"
+    _weighted(ctx, *((weights[-2], weights[-1]) if xio else (weights[1:2] + weights[:1])))
 
 
 def _conv_transpose(ctx: Context) -> None:
     """Weights (spatial..., out, in / groups) in XOI, (in / groups, out, spatial...) in IOX."""
+    weights = ctx.inputs[1].shape if ctx.rank() >= 3 and ctx.rank(1) == ctx.rank() else ()
+    xoi = ctx.op.attrs.get("weights_format", "XOI") == "XOI"
+    _weighted(ctx, *((weights[-1], weights[-2]) if xoi else (weights[0], weights[1])))
+
+
+def _weighted(ctx: Context, inputs=None, outputs=None) -> None:
+    """What a convolution and a transposed one share: data and weights of one rank, weights that fit
+    the data's channels in the op's groups, and a bias of one value per output channel."""
     if ctx.rank() < 3 or ctx.rank(1) != ctx.rank():
         _fail(f"data of rank {ctx.rank()} and weights of rank {ctx.rank(1)}")
     weights, groups = ctx.inputs[1].shape, ctx.op.attrs.get("groups", 1)
-    xoi = ctx.op.attrs.get("weights_format", "XOI") == "XOI"
-    outputs, inputs = (weights[-2], weights[-1]) if xoi else (weights[1], weights[0])
-    if inputs is None or outputs is None or not _known(_channels(ctx), inputs * groups):
-        _fail(f"weights of shape {weights} in {groups} groups for {_channels(ctx)} input channels")
+    kernel = weights[:-2] if ctx.op.attrs.get("weights_format", "X")[0] == "X" else weights[2:]
+    if any(k is None for k in (inputs, outputs, *kernel)):
+        _fail("the weights' shape is not known")
+    if outputs % groups or not _known(_channels(ctx), inputs * groups):
+        _fail(f"{groups} groups do not divide {_channels(ctx)} input channels into weights of shape {weights}")
+    if len(ctx.inputs) == 3 and ctx.inputs[2].shape != (outputs,):
+        _fail(f"a bias of shape {ctx.inputs[2].shape} for {outputs} output channels")
 
 
 def _spatial_data(ctx: Context) -> None:
@@ -280,6 +282,9 @@ _PADDING = {"pads_begin": spatial_ints(0), "pads_end": spatial_ints(0),
             "auto_pad": one_of("None", "SAME_UPPER", "SAME_LOWER", "VALID")}
 _POOL = {**_FORMAT, **_PADDING, "kernel": spatial_ints(1), "strides": spatial_ints(1),
          "rounding_type": one_of("floor", "ceil")}
+_CONV = {**_FORMAT, **_PADDING, "strides": spatial_ints(1), "dilations": spatial_ints(1),
+         "groups": lambda v, ctx: _int(v, 1)}
+_CONV_REQUIRED = ("strides", "dilations", "pads_begin", "pads_end")
 _ELEMENTWISE = Rule((1, 1), shapes=(_same_shape,))
 _BINARY = Rule((2, 2), attrs={"auto_broadcast": one_of("none", "numpy")}, shapes=(_broadcast,))
 _QUANTIZATION = Rule((1, 1), attrs={"qtype": one_of("per_tensor", "per_channel"), "axis": axis_of(),
@@ -288,13 +293,11 @@ _QUANTIZATION = Rule((1, 1), attrs={"qtype": one_of("per_tensor", "per_channel")
 _REDUCE = Rule((1, 1), attrs={"axes": axes, "keep_dims": boolean}, required=("axes",))
 
 RULES: dict[str, Rule] = {
-    "Convolution": Rule((2, 3), attrs={**_FORMAT, **_PADDING, "strides": spatial_ints(1), "dilations": spatial_ints(1),
-                                       "groups": lambda v, ctx: _int(v, 1), "weights_format": one_of("XIO", "OIX")},
-                        required=("strides", "dilations", "pads_begin", "pads_end"), shapes=(_convolution,)),
-    "ConvTranspose": Rule((2, 3), attrs={**_FORMAT, **_PADDING, "strides": spatial_ints(1),
-                                         "dilations": spatial_ints(1), "output_padding": spatial_ints(0),
-                                         "groups": lambda v, ctx: _int(v, 1), "weights_format": one_of("XOI", "IOX")},
-                          required=("strides", "dilations", "pads_begin", "pads_end"), shapes=(_conv_transpose,)),
+    "Convolution": Rule((2, 3), attrs={**_CONV, "weights_format": one_of("XIO", "OIX")}, required=_CONV_REQUIRED,
+                        shapes=(_convolution,)),
+    "ConvTranspose": Rule((2, 3), attrs={**_CONV, "output_padding": spatial_ints(0),
+                                         "weights_format": one_of("XOI", "IOX")},
+                          required=_CONV_REQUIRED, shapes=(_conv_transpose,)),
     "Interpolate": Rule((1, 1), attrs={**_FORMAT, "mode": one_of("nearest", "linear", "bilinear"),
                                        "sizes": spatial_ints(1),
                                        "coordinate_transformation_mode": one_of("half_pixel", "align_corners")},
