@@ -10,6 +10,7 @@ from conftest import (assert_matches_tf, graph_of, oracle_graph, partition_with,
 
 from itexlab.config import PartitionConfig
 from itexlab.frontend import tfgraph
+from itexlab.ir.graph import macs
 from itexlab.lower.partition import make_plan
 from itexlab.measure.probe import int8_conv_chain
 from itexlab.runtime.executor import CompiledModel, InputError
@@ -419,6 +420,39 @@ def test_batch_matmul_and_fp32_weights_in_an_offloaded_partition():
     plan, got = assert_matches_tf(graph_of(fn, (None, 10, 10, 4)), X)
     matmul = partition_with(plan, "BatchMatMulV2")
     assert matmul is not None and any(t.constant for t in matmul.inputs) and got[0].shape == (2, 100, 6)
+
+
+def test_a_dense_on_a_sequence_is_one_int8_matmul_with_its_bias_activation_and_quantizer():
+    """TF's tensordot (Keras' Dense on a sequence): Reshape -> QDQ -> MatMul -> Reshape -> BiasAdd ->
+    GELU -> QDQ. Its reshapes once kept the bias, the GELU and the quantizer out of the matmul's
+    partition (three more f32 passes each); as a batch matmul of the sequence they are all in it."""
+    w, b = RNG.normal(size=(16, 32)).astype(np.float32) * 0.3, RNG.normal(size=32).astype(np.float32) * 0.1
+    x = RNG.uniform(-1, 1, (2, 12, 16)).astype(np.float32)
+
+    def fn(t):
+        flat = qdq(tf.reshape(t, [-1, 16]), -1.0, 1.0, tf.qint8)
+        y = tf.reshape(tf.linalg.matmul(flat, qdq_weights(w, axis=1)), [-1, 12, 32])
+        return qdq(tf.nn.gelu(tf.nn.bias_add(y, b)), -1.0, 4.0, tf.qint8)
+
+    plan, _ = assert_matches_tf(graph_of(fn, (None, 12, 16)), x)
+    matmul = partition_with(plan, "BatchMatMulV2", "BiasAdd", "Erfc")
+    assert matmul is not None and matmul.onednn_ops[-1] == "Quantize" and not plan.views, plan.partitions
+    assert macs(plan.source.node(matmul.compute_nodes[0].name), plan.source) == 12 * 16 * 32  # per sequence, not per token
+
+
+def test_a_bias_added_to_heads_is_added_in_the_projection():
+    """Keras' EinsumDense for attention heads: a batch matmul, a reshape into heads, a bias per head
+    and depth. The bias, flattened, goes before the reshape and into the matmul's partition."""
+    w, b = RNG.normal(size=(16, 32)).astype(np.float32) * 0.3, RNG.normal(size=(4, 8)).astype(np.float32)
+    x = RNG.uniform(-1, 1, (2, 12, 16)).astype(np.float32)
+
+    def fn(t):
+        y = tf.linalg.matmul(qdq(t, -1.0, 1.0, tf.qint8), qdq_weights(w, axis=1))
+        return qdq(tf.reshape(y, [-1, 12, 4, 8]) + b, -6.0, 6.0, tf.qint8)
+
+    plan, got = assert_matches_tf(graph_of(fn, (None, 12, 16)), x)
+    assert partition_with(plan, "BatchMatMulV2", "AddV2") is not None, plan.partitions
+    assert got[0].shape == (2, 12, 4, 8)
 
 
 def test_a_matmul_of_two_activations_runs_in_int8_and_never_saturates():

@@ -70,6 +70,13 @@ def int8_pairs_saturate(isa: str | None = None) -> bool:
     return (isa or effective_isa()) in INT16_PAIR_ISAS
 
 
+def int8_softmax_is_reference(isa: str | None = None) -> bool:
+    """Whether oneDNN 3.2 runs a SoftMax with an int8 output with its reference kernel on this ISA
+    (measured under ONEDNN_MAX_CPU_ISA=AVX2: 9.5 ms for 12x128x128, 0.08 ms under AVX512_CORE; its
+    f32 softmax is a JIT kernel on both)."""
+    return not (isa or effective_isa()).startswith("AVX512")
+
+
 @dataclasses.dataclass(frozen=True)
 class OneDnnPartition:
     index: int            # oneDNN's own partition index (used to compile it)

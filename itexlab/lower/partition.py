@@ -11,16 +11,17 @@ import warnings
 from ..backend import onednn, opset
 from ..config import PartitionConfig
 from ..frontend import tfgraph
-from ..ir.graph import CONSTANT_OPS, Graph, Node, normalize, split_ref
+from ..ir.graph import CONSTANT_OPS, MATMUL_OPS, Graph, Node, normalize, split_ref
 from ..ir.plan import Fallback, Partition, Plan, PlanNode, PlanTensor, plain
 from ..quant.prepare import drop_identities
 from .layouts import byte_concat, layout_free_tensors
-from .qdq import global_mean_as_pooling, pad_into_max_pool, quantize_commuting_ops, seven_bit_weights, split_shared_dequantize
+from .qdq import (bias_before_reshape, global_mean_as_pooling, pad_into_max_pool, quantize_commuting_ops, seven_bit_weights,
+                  split_shared_dequantize, tensordot_as_batch_matmul)
 from .translate import Translation, translate
 from .views import executor_step
 
 QUANTIZED_KINDS = {"Quantize", "Dequantize"}
-WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+WEIGHTED_OPS = ("Conv2D", "DepthwiseConv2dNative", *MATMUL_OPS)  # ops whose input 1 may be weights
 
 
 def _is_op(node: Node) -> bool:
@@ -39,14 +40,14 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     # Identities go first: every rewrite after this one sees an op's true producer, and a partition
     # never reads an Identity (the executor aliases them: an aliased tensor is not the one oneDNN
     # partitioned).
-    graph = drop_identities(graph)
+    graph = bias_before_reshape(tensordot_as_batch_matmul(drop_identities(graph)))
     isa = onednn.effective_isa()
     weight_bits = config.weight_bits or (7 if onednn.int8_pairs_saturate(isa) else 8)
     seven_bit_ops: list[str] = []
     if weight_bits == 7:
         graph, seven_bit_ops = seven_bit_weights(graph)
     graph = split_shared_dequantize(quantize_commuting_ops(pad_into_max_pool(global_mean_as_pooling(graph))))
-    translation, partitioned = _partitioned(graph, weight_bits == 7)
+    translation, partitioned = _partitioned(graph, weight_bits == 7, isa)
     ops_by_id = {op.id: op for op in translation.ops}
     position = {n.name: i for i, n in enumerate(graph.nodes)}
 
@@ -124,14 +125,14 @@ def make_plan(graph: Graph, config: PartitionConfig | None = None) -> Plan:
     return plan
 
 
-def _partitioned(graph: Graph, seven_bit: bool) -> tuple[Translation, onednn.PartitionedGraph]:
+def _partitioned(graph: Graph, seven_bit: bool, isa: str) -> tuple[Translation, onednn.PartitionedGraph]:
     """The graph translated and partitioned by oneDNN. A node stays on TF, with the reason, when
     oneDNN's own checks refuse one of its ops as it is added (beyond opset's rules), or when
     oneDNN puts the ops it became (x³ as Square and Multiply) into different partitions: a TF node
     runs in one place."""
     refuse: dict[str, str] = {}
     while True:
-        translation = translate(graph, seven_bit_weights=seven_bit, refuse=refuse)
+        translation = translate(graph, seven_bit_weights=seven_bit, refuse=refuse, isa=isa)
         try:
             partitioned = onednn.partition(translation.ops, translation.tensors, translation.constants)
         except opset.InvalidOp as e:

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from ..backend import opset
+from ..backend import onednn, opset
 from ..ir.graph import CONSTANT_OPS, Graph, Node, TensorInfo, normalize, ref
 from ..ir.plan import OneDnnOp
 from .rules import PATTERNS, RULES, Context, Untranslatable
@@ -38,14 +38,16 @@ class Translation:
 
 # ----------------------------------------------------------------------------------- driver
 
-def translate(graph: Graph, seven_bit_weights: bool = False, refuse: dict[str, str] | None = None) -> Translation:
+def translate(graph: Graph, seven_bit_weights: bool = False, refuse: dict[str, str] | None = None,
+              isa: str | None = None) -> Translation:
     """Translate every node that has a rule; the rest (non-constant) become Wildcards.
 
     seven_bit_weights: the graph's Conv2D/MatMul weights are on the 7-bit grid; give oneDNN those
     it would sum in int16 pairs as they are as codes of at most 63 (see `_halved_codes`).
     refuse: nodes to leave untranslated, with the reason (oneDNN refused their ops before).
+    isa: the oneDNN ISA to plan for (default: this CPU's effective one).
     """
-    ctx = Context(graph, seven_bit_weights)
+    ctx = Context(graph, seven_bit_weights, isa or onednn.effective_isa())
     refuse = refuse or {}
     claimed, covered = _claim_patterns(graph, ctx, refuse)
     translated: list[tuple[Node, list[OneDnnOp]]] = []

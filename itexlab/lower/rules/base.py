@@ -25,9 +25,10 @@ class Untranslatable(Exception):
 class Context:
     """What a rule may ask: the graph, constant values, fresh op ids; collects constants."""
 
-    def __init__(self, graph: Graph, seven_bit_weights: bool):
+    def __init__(self, graph: Graph, seven_bit_weights: bool, isa: str):
         self.graph = graph
         self.seven_bit_weights = seven_bit_weights
+        self.isa = isa  # the oneDNN ISA planned for: some kernels are slow or clip on lesser ones
         self.halved: set[str] = set()
         self.constants: dict[str, np.ndarray] = {}
         self.absorbed: set[str] = set()
@@ -87,6 +88,11 @@ class Context:
             transposed = user.attrs.get("transpose_b" if user.op == "MatMul" else "adj_y", False)
             return rank - 2 if transposed else rank - 1
         return None
+
+    def read_outside(self, node: Node) -> OneDnnOp:
+        """A Wildcard reading this node's output: oneDNN then keeps that output apart, unfused with
+        its readers, as it does a tensor TF reads (nothing outside reads it: the plan drops it)."""
+        return OneDnnOp(self.new_id(), "Wildcard", node.name, [node.name], [])
 
     def quantizer_of(self, dequantize: Node) -> Node:
         """The QuantizeV2 whose outputs a Dequantize reads, with constant min/max."""
