@@ -21,6 +21,7 @@ for m in ${MODELS:-resnet50 mobilenet_v2 inception_v3}; do
   echo "== $m $(date +%T)"
   in_processes "^peer=" "$PEERS"/itex/bin/python "$S"/itex_bench.py "$m" 1,16
   in_processes "^peer=" "$PEERS"/lite/bin/python "$S"/ov_bench.py "$m" 1,16
+  [ -z "${ONEDNN_MAX_CPU_ISA:-}" ] && "$PEERS"/lite/bin/python "$(dirname "$0")"/ov_agree.py "$m" 2>&1 | grep "^peer="
   in_processes "^peer=\|partitions" .venv/bin/python "$S"/itexlab_bench.py "$m" 1,16
 done
 echo "== done $(date +%T)"
