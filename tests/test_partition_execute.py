@@ -440,15 +440,17 @@ def test_a_dense_on_a_sequence_is_one_int8_matmul_with_its_bias_activation_and_q
     assert macs(plan.source.node(matmul.compute_nodes[0].name), plan.source) == 12 * 16 * 32  # per sequence, not per token
 
 
-def test_a_bias_added_to_heads_is_added_in_the_projection():
+@pytest.mark.parametrize("bias_first", [False, True])
+def test_a_bias_added_to_heads_is_added_in_the_projection(bias_first):
     """Keras' EinsumDense for attention heads: a batch matmul, a reshape into heads, a bias per head
-    and depth. The bias, flattened, goes before the reshape and into the matmul's partition."""
+    and depth. The bias, flattened, goes before the reshape and into the matmul's partition (written
+    as b + y it once crashed the rewrite)."""
     w, b = RNG.normal(size=(16, 32)).astype(np.float32) * 0.3, RNG.normal(size=(4, 8)).astype(np.float32)
     x = RNG.uniform(-1, 1, (2, 12, 16)).astype(np.float32)
 
     def fn(t):
-        y = tf.linalg.matmul(qdq(t, -1.0, 1.0, tf.qint8), qdq_weights(w, axis=1))
-        return qdq(tf.reshape(y, [-1, 12, 4, 8]) + b, -6.0, 6.0, tf.qint8)
+        y = tf.reshape(tf.linalg.matmul(qdq(t, -1.0, 1.0, tf.qint8), qdq_weights(w, axis=1)), [-1, 12, 4, 8])
+        return qdq(b + y if bias_first else y + b, -6.0, 6.0, tf.qint8)
 
     plan, got = assert_matches_tf(graph_of(fn, (None, 12, 16)), x)
     assert partition_with(plan, "BatchMatMulV2", "AddV2") is not None, plan.partitions

@@ -209,7 +209,7 @@ def bias_before_reshape(graph: Graph) -> Graph:
         if sum(c is not None for c in constants) != 1:
             continue
         bias = next(c for c in constants if c is not None)
-        reshape = graph.producer(add.inputs[constants.index(None)])
+        reshape = graph.producer(next(r for r, c in zip(add.inputs, constants) if c is None))
         readers = consumers.get(reshape.name, [])
         if reshape.op != "Reshape" or [r.name for r in readers] != [add.name] or reshape.name in outputs:
             continue
