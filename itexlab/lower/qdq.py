@@ -50,6 +50,17 @@ from .qparams import broadcast_params, non_vnni_weights, quant_params
 _COMMUTING_OPS = ("ConcatV2", "MaxPool")
 
 
+def _only_reader(node: Node, consumers, outputs: set[str]) -> Node | None:
+    """The one node reading this node's output (however often), or None where several do, none
+    does, or it is a graph output (`outputs`: node names): a rewrite may then move or merge it."""
+    readers = {u.name: u for u in consumers.get(node.name, [])}
+    return next(iter(readers.values())) if len(readers) == 1 and node.name not in outputs else None
+
+
+def _output_nodes(graph: Graph) -> set[str]:
+    return {split_ref(r)[0] for r in graph.outputs}
+
+
 def _quantizer_of(node: Node, graph: Graph, consumers) -> Node | None:
     """The QuantizeV2 with constant min/max that reads this node's output, if any."""
     for user in consumers.get(node.name, []):
@@ -150,13 +161,8 @@ def tensordot_as_batch_matmul(graph: Graph) -> Graph:
     """Reshape(x[..., K], [-1, K]) -> [per-tensor QuantizeV2 -> Dequantize ->] MatMul(w[K, N]) ->
     Reshape([..., N]) becomes [QuantizeV2 -> Dequantize ->] BatchMatMulV2(x, w): the same products
     and sums (a per-tensor quantizer commutes with a reshape), named as the MatMul was."""
-    consumers = graph.consumers()
-    outputs = {split_ref(r)[0] for r in graph.outputs}
-
-    def only_reader(node: Node) -> Node | None:
-        readers = {u.name: u for u in consumers.get(node.name, [])}
-        return next(iter(readers.values())) if len(readers) == 1 and node.name not in outputs else None
-
+    consumers, outputs = graph.consumers(), _output_nodes(graph)
+    only_reader = lambda node: _only_reader(node, consumers, outputs)  # noqa: E731
     replaced: dict[str, Node] = {}
     for matmul in graph.nodes:
         if matmul.op != "MatMul" or matmul.attrs.get("transpose_a") or matmul.attrs.get("T") != "float32":
@@ -198,8 +204,7 @@ def bias_before_reshape(graph: Graph) -> Graph:
     """Reshape(y[..., M], [..., *T]) -> Add(c) becomes Add(y, c') -> Reshape, where the reshape only
     splits the last axis into T (prod(T) = M) and the constant c varies along T alone: c' is c
     broadcast to T and flattened, the same number added to the same element."""
-    consumers = graph.consumers()
-    outputs = {split_ref(r)[0] for r in graph.outputs}
+    consumers, outputs = graph.consumers(), _output_nodes(graph)
     replaced: dict[str, Node] = {}
     added: list[Node] = []
     for add in graph.nodes:
@@ -210,8 +215,7 @@ def bias_before_reshape(graph: Graph) -> Graph:
             continue
         bias = next(c for c in constants if c is not None)
         reshape = graph.producer(next(r for r, c in zip(add.inputs, constants) if c is None))
-        readers = consumers.get(reshape.name, [])
-        if reshape.op != "Reshape" or [r.name for r in readers] != [add.name] or reshape.name in outputs:
+        if reshape.op != "Reshape" or _only_reader(reshape, consumers, outputs) is not add:
             continue
         y, split = graph.tensor(reshape.inputs[0]).shape, graph.tensor(reshape.name).shape
         if y is None or split is None or None in y[1:] or None in split[1:] or len(split) <= len(y) - 1:
@@ -266,9 +270,7 @@ def pad_into_max_pool(graph: Graph) -> Graph:
     """Pad(x, zeros on H and W) -> QuantizeV2(quint8) -> Dequantize -> MaxPool(VALID) becomes
     QuantizeV2(x) -> Dequantize -> MaxPool(EXPLICIT padding): the same numbers, since every window
     keeps at least one real value (each pad is narrower than the window) and all values are >= 0."""
-    consumers = graph.consumers()
-    outputs = {normalize(r) for r in graph.outputs}
-    only_user = lambda node: len(consumers.get(node.name, [])) == 1 and node.name not in outputs  # noqa: E731
+    consumers, outputs = graph.consumers(), _output_nodes(graph)
     replaced: dict[str, Node] = {}
     for pool in graph.nodes:
         if pool.op != "MaxPool" or pool.attrs.get("padding") != "VALID" or pool.attrs.get("data_format", "NHWC") != "NHWC":
@@ -276,7 +278,8 @@ def pad_into_max_pool(graph: Graph) -> Graph:
         dequantize = graph.node(pool.inputs[0])
         quantize = graph.node(dequantize.inputs[0]) if dequantize.op == "Dequantize" else None
         if (quantize is None or quantize.op != "QuantizeV2" or quantize.attrs.get("T") != "quint8"
-                or quantize.attrs.get("mode") != "SCALED" or not only_user(dequantize) or not only_user(quantize)):
+                or quantize.attrs.get("mode") != "SCALED" or _only_reader(dequantize, consumers, outputs) is not pool
+                or _only_reader(quantize, consumers, outputs) is not dequantize):
             continue
         pad = graph.node(quantize.inputs[0])
         if pad.op not in ("Pad", "PadV2"):
