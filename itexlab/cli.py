@@ -10,8 +10,13 @@ import sys
 import tempfile
 
 
-MODEL_HELP = "built-in name (alexnet, inception_v3, resnet50, mobilenet_v2) or a .keras/.pb/SavedModel path"
 SAVED_HELP = ", or a folder `itexlab quantize --out` wrote"
+
+
+def _model_help(saved: bool) -> str:
+    from .measure.workloads import BUILTIN
+
+    return f"built-in name ({', '.join(BUILTIN)}) or a .keras/.pb/SavedModel path" + (SAVED_HELP if saved else "")
 
 
 def _saved(path: str) -> bool:
@@ -280,7 +285,7 @@ def cmd_bench(args) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser, saved: bool = False) -> None:
-    p.add_argument("model", help=MODEL_HELP + (SAVED_HELP if saved else ""))
+    p.add_argument("model", help=_model_help(saved))
     p.add_argument("--calibration", help="calibration inputs, samples first: a .npy file, or an .npz with one array "
                                          "per input name for a model with several inputs")
     p.add_argument("--calibration-batches", type=_positive, default=10)
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     from .measure.systems import SYSTEMS
 
     benchmark = sub.add_parser("bench", help="benchmark FP32 and every INT8 path side by side")
-    benchmark.add_argument("model", help=MODEL_HELP + SAVED_HELP)
+    benchmark.add_argument("model", help=_model_help(saved=True))
     benchmark.add_argument("--input", help="for a saved model: inputs to time, a .npy file, samples first "
                                            "(default: random values in the calibrated range)")
     benchmark.add_argument("--calibration", help="calibration inputs as a .npy file, samples first (for a model path;"

@@ -21,6 +21,17 @@ def model_files(tmp_path_factory):
     return folder
 
 
+@pytest.mark.parametrize("command", ["bench", "inspect", "quantize"])
+def test_model_help_names_every_built_in_model(command, capsys):
+    """The help once listed four built-ins of seven (bert_base, efficientnet_b0, ... were missing)."""
+    from itexlab.measure.workloads import BUILTIN
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in BUILTIN), text
+
+
 def test_inspect_writes_the_plan_as_json(model_files, tmp_path, capsys):
     out = tmp_path / "plan.json"
     main(["inspect", str(model_files / "model.keras"), "--calibration", str(model_files / "calib.npy"),
